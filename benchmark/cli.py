@@ -1,0 +1,83 @@
+"""The `bench` command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from tabulate import tabulate
+
+from .data import DATASETS, SPLITS, DatasetNotFoundError, describe
+from .paths import DATA_ENV, STORE_ENV, data_roots
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """List every data set, where it was found (or why not), its splits, sizes and classes."""
+    roots = data_roots(args.data_root)
+    print(f"data roots: {', '.join(map(str, roots)) or f'(none: pass --data-root or set {DATA_ENV})'}")
+    rows, problems = [], []
+    for name, info in DATASETS.items():
+        if name == "synthetic":
+            rows.append([name, info.title, "generated", "-", "640 (default)", "160 (default)", info.num_classes])
+            continue
+        sizes, where, classes = {}, "", ""
+        for split in SPLITS:
+            try:
+                found, split_info = describe(name, split, args.data_root)
+            except (DatasetNotFoundError, OSError, ValueError) as err:
+                sizes[split] = "missing"
+                if args.verbose:
+                    problems.append(f"{name}/{split}: {err}")
+                continue
+            sizes[split] = f"{split_info.count:,}"
+            where, classes = f"{found.kind}: {found.path.parent if found.kind == 'image folder' else found.path}", \
+                len(split_info.classes)
+        status = "found" if all(s != "missing" for s in sizes.values()) else \
+            "partial" if any(s != "missing" for s in sizes.values()) else "not found"
+        rows.append([name, info.title, status, where or "-", sizes["train"], sizes["test"], classes or "-"])
+        if status != "found" and not args.verbose:
+            problems.append(f"{name}: provide {info.how_to}")
+    print(tabulate(rows, headers=["name", "data set", "status", "where", "train", "test", "classes"]))
+    if problems:
+        print("\nnot found" + ("" if args.verbose else " (bench datasets -v lists every path tried and how to provide it)")
+              + ":\n  " + "\n  ".join(problems))
+    return 0
+
+
+def cmd_not_yet(feature: str, issue: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"bench {args.command}: {feature} are not implemented yet ({issue}); "
+              "see the README's status section for what works today.", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="cp-bench: indiscriminate poisoning attacks on "
+                                     "contrastive learning (He, Zha & Katabi, ICLR 2023), as a benchmark.")
+    parser.add_argument("--data-root", metavar="DIR", help=f"folder holding the data sets (default: ${DATA_ENV})")
+    parser.add_argument("--store", metavar="DIR", help=f"artifact store for caches, poisons, checkpoints "
+                        f"(default: ${STORE_ENV} or ./store)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("datasets", help="list the data sets, where they were found, their splits and sizes")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every path tried for missing data sets")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("run", help="run a grid of paper cells (not implemented yet)")
+    p.add_argument("--grid", default="transfer_algorithms")
+    p.add_argument("--scale", default="smoke", choices=["smoke", "mini", "paper"])
+    p.add_argument("--cluster", default="local", choices=["local", "slurm", "debug"])
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_not_yet("grids and dispatch", "issue 5"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
