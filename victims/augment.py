@@ -1,0 +1,105 @@
+"""Batched, on-device, differentiable augmentation pipelines (kornia).
+
+Every pipeline takes a batch ``(B, 3, H, W)``, uint8 in 0..255 or float in [0, 1], and returns a
+normalised float batch ``(B, 3, size, size)`` on the input's device; gradients flow back to a float
+input, so attacks can optimise the images through the augmentations. The colour jitter is
+``kornia.augmentation.ColorJitter`` -- torchvision/PIL semantics, see docs/augmentations.md.
+"""
+from __future__ import annotations
+
+import kornia.augmentation as K
+import torch
+from torch import Tensor, nn
+
+from victims.normalization import normalization_for
+
+__all__ = ["to_float", "contrastive_augment", "probe_augment", "supervised_augment", "eval_transform"]
+
+
+def to_float(images: Tensor) -> Tensor:
+    """uint8 -> float in [0, 1] (``/255`` on the batch's device); floating tensors pass through."""
+    if images.dtype == torch.uint8:
+        return images.to(torch.get_default_dtype()) / 255.0
+    if not images.is_floating_point():
+        raise TypeError(f"expected uint8 or floating images, got {images.dtype}")
+    return images
+
+
+def _check(images: Tensor) -> Tensor:
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected a batch of shape (B, 3, H, W), got {tuple(images.shape)}")
+    return to_float(images)
+
+
+def _rrc(size: int, scale: tuple[float, float]) -> K.RandomResizedCrop:
+    # align_corners=False: torchvision/PIL's pixel-centre resampling convention (kornia defaults to True).
+    return K.RandomResizedCrop((size, size), scale=scale, align_corners=False)
+
+
+def _normalize(dataset: str) -> K.Normalize:
+    mean, std = normalization_for(dataset)
+    return K.Normalize(mean=torch.tensor(mean), std=torch.tensor(std))
+
+
+class _Pipeline(nn.Module):
+    """``to_float`` followed by a kornia ``AugmentationSequential``; fresh random parameters per call."""
+
+    def __init__(self, *augs: nn.Module) -> None:
+        super().__init__()
+        self.augs = K.AugmentationSequential(*augs)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.augs(_check(images))
+
+
+def contrastive_augment(size: int, dataset: str) -> nn.Module:
+    """The paper's SimCLR-style view; call twice on one batch for two independent views."""
+    return _Pipeline(
+        _rrc(size, (0.2, 1.0)),
+        K.RandomHorizontalFlip(),
+        K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),  # torchvision semantics, not ColorJiggle
+        K.RandomGrayscale(p=0.2),
+        _normalize(dataset),
+    )
+
+
+def probe_augment(size: int, dataset: str) -> nn.Module:
+    """Linear-probe training transform: RandomResizedCrop(scale 0.2..1) + flip + normalise."""
+    return _Pipeline(_rrc(size, (0.2, 1.0)), K.RandomHorizontalFlip(), _normalize(dataset))
+
+
+def supervised_augment(size: int, dataset: str) -> nn.Module:
+    """Supervised recipe: size <= 64: zero-padded (size/8) random crop + flip; else RRC(0.08..1) + flip.
+
+    For size <= 64 the input is expected at its native side ``size`` (as CIFAR's recipe assumes).
+    """
+    if size <= 64:
+        crop: nn.Module = K.RandomCrop((size, size), padding=size // 8, fill=0, pad_if_needed=True)
+    else:
+        crop = _rrc(size, (0.08, 1.0))
+    return _Pipeline(crop, K.RandomHorizontalFlip(), _normalize(dataset))
+
+
+class _Eval(nn.Module):
+    """Deterministic: normalise; resize first (antialiased) when the input is not ``size`` x ``size``."""
+
+    def __init__(self, size: int, dataset: str) -> None:
+        super().__init__()
+        self.size = size
+        if size >= 128:  # ImageNet convention: shorter side to size/0.875, then centre crop
+            short = K.Resize(round(size / 0.875), side="short", antialias=True, align_corners=False)
+            self.resize = K.AugmentationSequential(short, K.CenterCrop(size))
+        else:
+            self.resize = K.AugmentationSequential(K.Resize((size, size), antialias=True, align_corners=False))
+        self.normalize = _normalize(dataset)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = _check(images)
+        if tuple(x.shape[-2:]) != (self.size, self.size):
+            x = self.resize(x)
+        return self.normalize(x)
+
+
+def eval_transform(size: int, dataset: str) -> nn.Module:
+    """Test-time / transfer transform (see `_Eval`); no randomness."""
+    return _Eval(size, dataset)
