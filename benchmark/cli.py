@@ -8,6 +8,8 @@ from typing import Callable, Sequence
 from tabulate import tabulate
 
 from .data import DATASETS, SPLITS, DatasetNotFoundError, describe
+from victims.registry import UnknownNameError
+
 from .paths import DATA_ENV, STORE_ENV, data_roots
 
 
@@ -44,6 +46,23 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_victim(args: argparse.Namespace) -> int:
+    """Train and evaluate one victim, write its record, print its metrics."""
+    from .specs import EvalSpec, VictimSpec
+    from .victim_job import run_victim
+
+    spec = VictimSpec(args.algorithm, args.arch, args.dataset, scale=args.scale, seed=args.seed)
+    eval_spec = EvalSpec(tuple(args.eval or [args.dataset]))
+    record = run_victim(spec, eval_spec, data_root=args.data_root, store=args.store, results=args.results,
+                        device=args.device)
+    rows = [[name, f"{m['probe_best']:.2f}", f"{m['probe_final']:.2f}", f"{m['knn']:.2f}",
+             f"{m['test_accuracy']:.2f}" if "test_accuracy" in m else "-"] for name, m in record["metrics"].items()]
+    print(f"{args.algorithm} / {args.arch} on {record['data']['train']} [{args.scale}]; "
+          f"train {record['timing']['train_s']} s, total {record['timing']['total_s']} s")
+    print(tabulate(rows, headers=["probed", "probe best", "probe final", "kNN", "test acc"]))
+    return 0
+
+
 def cmd_not_yet(feature: str, issue: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"bench {args.command}: {feature} are not implemented yet ({issue}); "
@@ -56,14 +75,30 @@ def cmd_not_yet(feature: str, issue: str) -> Callable[[argparse.Namespace], int]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="cp-bench: indiscriminate poisoning attacks on "
                                      "contrastive learning (He, Zha & Katabi, ICLR 2023), as a benchmark.")
-    parser.add_argument("--data-root", metavar="DIR", help=f"folder holding the data sets (default: ${DATA_ENV})")
-    parser.add_argument("--store", metavar="DIR", help=f"artifact store for caches, poisons, checkpoints "
-                        f"(default: ${STORE_ENV} or ./store)")
+    common = argparse.ArgumentParser(add_help=False)
+    for target, default in ((parser, None), (common, argparse.SUPPRESS)):
+        target.add_argument("--data-root", metavar="DIR", default=default,
+                            help=f"folder holding the data sets (default: ${DATA_ENV})")
+        target.add_argument("--store", metavar="DIR", default=default,
+                            help=f"artifact store for caches, poisons, checkpoints (default: ${STORE_ENV} or ./store)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add_parser(*a, parents=[common], **k)  # type: ignore[method-assign]
 
     p = sub.add_parser("datasets", help="list the data sets, where they were found, their splits and sizes")
     p.add_argument("-v", "--verbose", action="store_true", help="show every path tried for missing data sets")
     p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("victim", help="train and evaluate one victim (clean data) and write its record")
+    p.add_argument("--algorithm", required=True, help="simclr, moco, byol, supervised, or untrained (control)")
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--scale", default="smoke")
+    p.add_argument("--seed", type=int, default=1112)
+    p.add_argument("--eval", nargs="*", metavar="DATASET", help="data sets to probe (default: the training set)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
+    p.set_defaults(func=cmd_victim)
 
     p = sub.add_parser("run", help="run a grid of paper cells (not implemented yet)")
     p.add_argument("--grid", default="transfer_algorithms")
@@ -76,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (UnknownNameError, DatasetNotFoundError) as err:
+        print(f"bench {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -30,3 +30,10 @@ def shared_data() -> Path:
 def session_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One artifact store for the whole test session, so each real data set is decoded once."""
     return tmp_path_factory.mktemp("store")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests run small models: one intra-op thread avoids oversubscribing a small shared machine."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -1,0 +1,115 @@
+"""The three scales in one place: which data stands for each data set, and every hyper-parameter.
+
+Only settings change between scales, never the cells. `paper` holds the official values
+(shared/REFERENCE.md); `mini` runs on real data on a 2-core CPU; `smoke` on generated data in seconds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from victims.probe import ProbeConfig
+from victims.registry import UnknownNameError
+from victims.train import TrainConfig
+
+from .specs import SCALES
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """The data loaded for a data set at a scale, and the victim's input size on it."""
+
+    dataset: str  # the source actually loaded (a stand-in where it differs from the cell's data set)
+    input_size: int  # the side of the crops the victim trains and is probed on
+    image_size: int | None = None  # cached side length (None: the source's default)
+    train_per_class: int | None = None  # class-balanced training subset (None: all)
+    test_per_class: int | None = None
+    synthetic_classes: int = 10
+
+    @property
+    def stem(self) -> str:
+        return "cifar" if self.input_size <= 64 else "imagenet"
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    width: float  # the architectures' channel multiplier
+    data: dict[str, DataSource]
+    train: dict[str, TrainConfig]  # per victim algorithm
+    algorithm_settings: dict[str, dict] = field(default_factory=dict)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    knn_k: int = 200
+
+    def source(self, dataset: str) -> DataSource:
+        if dataset not in self.data:
+            raise UnknownNameError(f"data set at the {self.name} scale", dataset, list(self.data))
+        return self.data[dataset]
+
+    def describe_data(self, dataset: str) -> str:
+        """E.g. 'ImageNet-100 -> imagenette (64 px, 100/class)' for captions and records."""
+        s = self.source(dataset)
+        parts = [f"{s.input_size} px"] + ([f"{s.train_per_class}/class"] if s.train_per_class else [])
+        return f"{dataset} -> {s.dataset} ({', '.join(parts)})" if s.dataset != dataset else \
+            f"{dataset} ({', '.join(parts)})"
+
+
+_PAPER_TRAIN = {
+    "simclr": TrainConfig(epochs=1000, batch_size=512, lr=0.5, weight_decay=1e-4, warmup_epochs=10),
+    "moco": TrainConfig(epochs=1000, batch_size=512, lr=0.3, weight_decay=1e-4, warmup_epochs=10),
+    "byol": TrainConfig(epochs=1000, batch_size=512, lr=1.0, weight_decay=1e-4, warmup_epochs=10),
+    "supervised": TrainConfig(epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=0),
+}
+
+PAPER = Scale(
+    name="paper", width=1.0,
+    data={"cifar10": DataSource("cifar10", 32), "cifar100": DataSource("cifar100", 32),
+          "stl10": DataSource("stl10", 96), "imagenet100": DataSource("imagenet100", 224, image_size=256)},
+    train=_PAPER_TRAIN,
+    algorithm_settings={"simclr": {"temperature": 0.5, "out_dim": 128},
+                        "moco": {"temperature": 0.2, "queue_size": 4096, "momentum": 0.99, "out_dim": 128},
+                        "byol": {"momentum": 0.999, "hidden_dim": 4096, "out_dim": 256}},
+    probe=ProbeConfig(),
+)
+
+_MINI_TRAIN = {
+    "simclr": TrainConfig(epochs=30, batch_size=256, lr=0.5, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5),
+    "moco": TrainConfig(epochs=30, batch_size=256, lr=0.3, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5),
+    "byol": TrainConfig(epochs=30, batch_size=256, lr=1.0, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5),
+    "supervised": TrainConfig(epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=0,
+                              checkpoint_every=5),
+}
+
+MINI = Scale(
+    name="mini", width=0.25,
+    data={"cifar10": DataSource("cifar10", 32, train_per_class=1000),
+          "cifar100": DataSource("cifar100", 32),
+          "stl10": DataSource("imagenette", 32, image_size=96),
+          "imagenet100": DataSource("imagenette", 64, image_size=64)},
+    train=_MINI_TRAIN,
+    algorithm_settings={"simclr": {"temperature": 0.5, "out_dim": 128},
+                        "moco": {"temperature": 0.2, "queue_size": 4096, "momentum": 0.99, "out_dim": 128},
+                        "byol": {"momentum": 0.99, "hidden_dim": 512, "out_dim": 128}},
+    probe=ProbeConfig(epochs=100, augment=False),
+)
+
+SMOKE = Scale(
+    name="smoke", width=0.125,
+    data={name: DataSource("synthetic", 32, train_per_class=32, test_per_class=16)
+          for name in ("cifar10", "cifar100", "stl10", "imagenet100")},
+    train={name: replace(cfg, epochs=2, batch_size=64, warmup_epochs=1, checkpoint_every=1)
+           for name, cfg in _MINI_TRAIN.items()},
+    algorithm_settings={"simclr": {"temperature": 0.5, "out_dim": 32},
+                        "moco": {"temperature": 0.2, "queue_size": 256, "momentum": 0.99, "out_dim": 32},
+                        "byol": {"momentum": 0.99, "hidden_dim": 64, "out_dim": 32}},
+    probe=ProbeConfig(epochs=10, batch_size=128, milestones=(6, 8), augment=False),
+    knn_k=20,
+)
+
+SCALE_TABLE = {s.name: s for s in (SMOKE, MINI, PAPER)}
+assert tuple(sorted(SCALE_TABLE)) == tuple(sorted(SCALES))
+
+
+def get_scale(name: str) -> Scale:
+    if name not in SCALE_TABLE:
+        raise UnknownNameError("scale", name, list(SCALE_TABLE))
+    return SCALE_TABLE[name]

@@ -1,0 +1,121 @@
+"""One victim run: load the (poisoned) data, train the algorithm, probe the frozen encoder, write a record."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from victims.algorithms import build_algorithm
+from victims.architectures import build_architecture
+from victims.augment import contrastive_augment, eval_transform, supervised_augment
+from victims.distributed import rank
+from victims.probe import classifier_accuracy, extract_features, knn_accuracy, linear_probe
+from victims.train import fit
+
+from .data import ImageData, load_dataset
+from .paths import store_root
+from .records import RECORD_FORMAT, environment, now, record_path, results_root, write_json_atomic
+from .scales import Scale, get_scale
+from .specs import CONTROL, EvalSpec, VictimSpec
+
+
+def load_split(scale: Scale, dataset: str, split: str, *, data_root=None, store=None) -> ImageData:
+    """The data standing for `dataset` at `scale` (a stand-in and subset where the scale says so)."""
+    source = scale.source(dataset)
+    per_class = source.train_per_class if split == "train" else source.test_per_class
+    if source.dataset == "synthetic":
+        return load_dataset("synthetic", split, per_class=per_class, image_size=source.input_size)
+    return load_dataset(source.dataset, split, data_root=data_root, store=store, image_size=source.image_size,
+                        per_class=per_class)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def describe(data: ImageData) -> str:
+    return f"{data.source}, {data.split} {len(data)} images, {data.image_size} px"
+
+
+def evaluate(encoder: torch.nn.Module, scale: Scale, spec: VictimSpec, eval_spec: EvalSpec, *, device,
+             data_root=None, store=None, progress: bool = True) -> tuple[dict, dict]:
+    """Linear probe and kNN of the frozen encoder on every data set of `eval_spec` (clean splits)."""
+    metrics, data_used = {}, {}
+    input_size = scale.source(spec.dataset).input_size
+    for name in eval_spec.datasets:
+        train = load_split(scale, name, "train", data_root=data_root, store=store)
+        test = load_split(scale, name, "test", data_root=data_root, store=store)
+        probe = linear_probe(encoder, train.images, train.labels, test.images, test.labels,
+                             num_classes=train.num_classes, input_size=input_size, normalization=spec.dataset,
+                             config=scale.probe, device=device, progress=progress)
+        transform = eval_transform(input_size, spec.dataset).to(device)
+        knn = knn_accuracy(extract_features(encoder, train.images, transform, device), train.labels,
+                           extract_features(encoder, test.images, transform, device), test.labels,
+                           train.num_classes, k=scale.knn_k)
+        metrics[name] = {"probe_best": probe.best_accuracy, "probe_final": probe.final_accuracy, "knn": knn,
+                         "probe_history": [round(a, 2) for a in probe.history]}
+        data_used[name] = {"train": describe(train), "test": describe(test),
+                           "stands_for": scale.describe_data(name)}
+    return metrics, data_used
+
+
+def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root=None, store=None, results=None,
+               device: torch.device | str | None = None, progress: bool = True) -> dict:
+    """Train (unless it is the `untrained` control) and evaluate one victim; write and return its record.
+
+    Training checkpoints under `<store>/checkpoints/victims/` and resumes from there.
+    """
+    started = time.perf_counter()
+    eval_spec = eval_spec or EvalSpec((spec.dataset,))
+    scale, device = get_scale(spec.scale), torch.device(device) if device else default_device()
+    source = scale.source(spec.dataset)
+    train = load_split(scale, spec.dataset, "train", data_root=data_root, store=store)
+    perturbation = None
+    if spec.poison is not None and not spec.poison.is_clean:
+        raise NotImplementedError(f"poisoned victims need the attacks (issue 4); {spec.poison.attack!r} is not "
+                                  "available yet")
+    torch.manual_seed(spec.seed)
+    encoder = build_architecture(spec.arch, stem=source.stem, width=scale.width)
+    settings: dict = {"width": scale.width, "input_size": source.input_size, "probe": asdict(scale.probe),
+                      "knn_k": scale.knn_k}
+    history, resumed, train_s = [], 0, 0.0
+    algorithm = None
+    if spec.algorithm != CONTROL:
+        algorithm = build_algorithm(spec.algorithm, encoder, train.num_classes,
+                                    **scale.algorithm_settings.get(spec.algorithm, {}))
+        config = scale.train[spec.algorithm]
+        config = type(config)(**{**asdict(config), "seed": spec.seed})
+        augment = (supervised_augment if spec.algorithm == "supervised" else contrastive_augment)(
+            source.input_size, spec.dataset)
+        checkpoint = store_root(store) / "checkpoints" / "victims" / f"{spec.key[:20]}.pt"
+        result = fit(algorithm, train.images, train.labels, config, augment, device=device,
+                     perturbation=perturbation, checkpoint=checkpoint, progress=progress)
+        history, resumed, train_s = result.history, result.resumed_from_epoch, result.wall_s
+        settings.update(train=asdict(config), algorithm=scale.algorithm_settings.get(spec.algorithm, {}))
+        encoder = algorithm.encoder
+    if rank() != 0:
+        return {}
+    t_eval = time.perf_counter()
+    metrics, data_used = evaluate(encoder, scale, spec, eval_spec, device=device, data_root=data_root,
+                                  store=store, progress=progress)
+    if spec.algorithm == "supervised":
+        test = load_split(scale, spec.dataset, "test", data_root=data_root, store=store)
+        metrics[spec.dataset]["test_accuracy"] = classifier_accuracy(
+            algorithm, test.images, test.labels, input_size=source.input_size, normalization=spec.dataset,
+            device=device)
+    record = {"format": RECORD_FORMAT, "kind": "victim", "key": spec.key, "scale": spec.scale,
+              "victim": spec.to_dict(), "attack": spec.attack, "eval": list(eval_spec.datasets),
+              "data": {"train": describe(train), "stands_for": scale.describe_data(spec.dataset),
+                       "probed": data_used},
+              "settings": settings, "metrics": metrics,
+              "history": [{k: round(v, 5) if isinstance(v, float) else v for k, v in h.items()} for h in history],
+              "resumed_from_epoch": resumed,
+              "timing": {"train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t_eval, 1),
+                         "total_s": round(time.perf_counter() - started, 1)},
+              "device": str(device), "seed": spec.seed, "created": now(), **environment()}
+    record = json.loads(json.dumps(record))  # exactly what a reader of the file gets (tuples become lists)
+    write_json_atomic(record_path(results_root(results), spec.scale, spec.key), record)
+    return record

@@ -1,0 +1,58 @@
+"""One victim run end to end at the smoke scale: record contents, the control, resume, the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.records import read_records
+from benchmark.specs import EvalSpec, VictimSpec
+from benchmark.victim_job import run_victim
+from victims.registry import UnknownNameError
+
+
+def test_smoke_victim_writes_a_complete_record(tmp_path: Path):
+    spec = VictimSpec("simclr", scale="smoke")
+    record = run_victim(spec, EvalSpec(("cifar10", "stl10")), store=tmp_path / "store", results=tmp_path / "res",
+                        progress=False)
+    (path,) = (tmp_path / "res" / "records" / "smoke").glob("*.json")
+    assert json.loads(path.read_text()) == record
+    assert record["key"] == spec.key and record["victim"]["algorithm"] == "simclr" and record["attack"] == "none"
+    for name in ("cifar10", "stl10"):
+        m = record["metrics"][name]
+        assert 0 <= m["probe_final"] <= m["probe_best"] <= 100 and 0 <= m["knn"] <= 100
+        assert len(m["probe_history"]) == record["settings"]["probe"]["epochs"]
+    assert len(record["history"]) == record["settings"]["train"]["epochs"]
+    assert record["data"]["stands_for"].startswith("cifar10 -> synthetic")
+    assert record["versions"]["torch"] and record["hardware"]["cpu_count"] and record["timing"]["train_s"] > 0
+    assert read_records(tmp_path / "res", "smoke") == [record]
+
+    again = run_victim(spec, store=tmp_path / "store", results=tmp_path / "res", progress=False)
+    assert again["resumed_from_epoch"] == len(record["history"])  # the final checkpoint: nothing retrained
+    assert again["metrics"]["cifar10"]["knn"] == record["metrics"]["cifar10"]["knn"]
+
+
+def test_untrained_control_and_supervised_accuracy(tmp_path: Path):
+    control = run_victim(VictimSpec("untrained", scale="smoke"), store=tmp_path, results=tmp_path, progress=False)
+    assert control["history"] == [] and control["timing"]["train_s"] == 0 and "train" not in control["settings"]
+    supervised = run_victim(VictimSpec("supervised", scale="smoke"), store=tmp_path, results=tmp_path,
+                            progress=False)
+    assert 0 <= supervised["metrics"]["cifar10"]["test_accuracy"] <= 100
+
+
+def test_specs_reject_unknown_names():
+    with pytest.raises(UnknownNameError, match="simclr, moco, byol, supervised"):
+        VictimSpec("swav")
+    with pytest.raises(UnknownNameError, match="resnet18"):
+        VictimSpec("simclr", arch="vit")
+    with pytest.raises(UnknownNameError, match="smoke, mini, paper"):
+        VictimSpec("simclr", scale="huge")
+    with pytest.raises(UnknownNameError, match="cifar10"):
+        VictimSpec("simclr", dataset="mnist")
+
+
+def test_cli_victim_reports_bad_names(capsys):
+    assert main(["victim", "--algorithm", "swav"]) == 2
+    assert "valid algorithms: simclr, moco, byol, supervised" in capsys.readouterr().err

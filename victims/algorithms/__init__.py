@@ -1,0 +1,23 @@
+"""The learning algorithms: one file each, one registry."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..registry import Registry
+from .base import Algorithm
+from .byol import BYOL
+from .moco import MoCo
+from .simclr import SimCLR
+from .supervised import Supervised
+
+ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm")
+for _cls in (SimCLR, MoCo, BYOL, Supervised):
+    ALGORITHMS.register(_cls.name)(_cls)
+
+
+def build_algorithm(name: str, encoder: nn.Module, num_classes: int, **settings) -> Algorithm:
+    """Wrap `encoder` in algorithm `name` with its heads; `settings` override the paper's defaults."""
+    return ALGORITHMS.get(name)(encoder, num_classes, **settings)
+
+
+__all__ = ["ALGORITHMS", "Algorithm", "BYOL", "MoCo", "SimCLR", "Supervised", "build_algorithm"]

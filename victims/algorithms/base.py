@@ -1,0 +1,70 @@
+"""The interface every learning algorithm implements, and small head builders."""
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+class Algorithm(nn.Module):
+    """An encoder with the heads and state of one learning algorithm.
+
+    `forward` returns the training loss (so that DDP can wrap the whole module); `pair_loss` is the
+    contrastive loss on two batches of views, differentiable w.r.t. the views (attacks use it);
+    `on_step_end` runs after each optimiser step (momentum encoders, queues).
+    """
+
+    name: ClassVar[str]
+    contrastive: ClassVar[bool] = True
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.feature_dim: int = encoder.feature_dim
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        if view2 is None:
+            raise ValueError(f"{self.name} needs two views")
+        return self.pair_loss(view1, view2)
+
+    def pair_loss(self, view1: torch.Tensor, view2: torch.Tensor, *, dual_branch: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embed(self, views: torch.Tensor) -> torch.Tensor:
+        """The embedding the algorithm's loss compares (projection output), for alignment/uniformity."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def on_step_end(self) -> None:
+        pass
+
+
+def mlp(dims: list[int], batch_norm: bool = True, last_bias: bool = True) -> nn.Sequential:
+    """Linear(-BN)-ReLU blocks between consecutive dims, a plain Linear at the end."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        last = i == len(dims) - 2
+        layers.append(nn.Linear(a, b, bias=last_bias if last else not batch_norm))
+        if not last:
+            layers += [nn.BatchNorm1d(b)] if batch_norm else []
+            layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def momentum_copy(module: nn.Module) -> nn.Module:
+    """A frozen copy updated by EMA (no gradients to its parameters; gradients may pass through it)."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.mul_(momentum).add_(o.detach(), alpha=1 - momentum)
+    for t, o in zip(target.buffers(), online.buffers()):
+        t.copy_(o)

@@ -1,0 +1,61 @@
+"""MoCo v2 (Chen et al., 2020): a momentum key encoder, a queue of negatives, an MLP head."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..distributed import gather_no_grad, world_size
+from ..losses import info_nce_queue
+from .base import Algorithm, ema_update, mlp, momentum_copy
+
+
+class MoCo(Algorithm):
+    name = "moco"
+
+    def __init__(self, encoder: nn.Module, num_classes: int = 0, *, temperature: float = 0.2,
+                 queue_size: int = 4096, momentum: float = 0.99, hidden_dim: int | None = None, out_dim: int = 128):
+        super().__init__(encoder)
+        self.temperature, self.momentum = temperature, momentum
+        self.head = mlp([self.feature_dim, hidden_dim or self.feature_dim, out_dim])
+        self.key_encoder, self.key_head = momentum_copy(self.encoder), momentum_copy(self.head)
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, out_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self._pending_keys: torch.Tensor | None = None
+
+    def embed(self, views: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(views))
+
+    def keys(self, views: torch.Tensor) -> torch.Tensor:
+        return self.key_head(self.key_encoder(views))
+
+    def pair_loss(self, view1: torch.Tensor, view2: torch.Tensor, *, dual_branch: bool = False) -> torch.Tensor:
+        """Query from view1, key from view2 through the momentum encoder. With `dual_branch` the key is
+        not detached, so the gradient also reaches view2 through the momentum branch."""
+        q = self.embed(view1)
+        if dual_branch:
+            k = self.keys(view2)
+        else:
+            with torch.no_grad():
+                k = self.keys(view2)
+        self._pending_keys = k.detach()
+        return info_nce_queue(q, k, self.queue.detach(), self.temperature)
+
+    @torch.no_grad()
+    def on_step_end(self) -> None:
+        """Enqueue the last step's keys (from the global batch) and move the key encoder."""
+        if self._pending_keys is not None:
+            self.enqueue(gather_no_grad(self._pending_keys))
+            self._pending_keys = None
+        ema_update(self.key_encoder, self.encoder, self.momentum)
+        ema_update(self.key_head, self.head, self.momentum)
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        size = self.queue.shape[0]
+        if size % keys.shape[0]:
+            raise ValueError(f"MoCo's queue ({size}) must be a multiple of the global batch ({keys.shape[0]}, "
+                             f"{world_size()} process(es))")
+        ptr = int(self.queue_ptr)
+        self.queue[ptr:ptr + keys.shape[0]] = F.normalize(keys.float(), dim=1).to(self.queue.dtype)
+        self.queue_ptr.fill_((ptr + keys.shape[0]) % size)

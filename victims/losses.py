@@ -1,0 +1,53 @@
+"""Self-supervised losses as pure functions of embeddings (no modules, no state)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .distributed import gather_with_grad, rank
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's NT-Xent over the two views' embeddings; under DDP the negatives come from every process.
+
+    Each local anchor is scored against all 2N global embeddings (itself excluded); the loss is the
+    mean over the local anchors, so DDP's gradient averaging yields the global-batch gradient.
+    """
+    z1, z2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
+    n_local = z1.shape[0]
+    all1, all2 = gather_with_grad(z1), gather_with_grad(z2)
+    n_global = all1.shape[0]
+    candidates = torch.cat([all1, all2])  # (2N, d)
+    anchors = torch.cat([z1, z2])  # (2n, d)
+    logits = anchors @ candidates.T / temperature
+    offset = rank() * n_local
+    own = torch.arange(n_local, device=z1.device) + offset
+    self_index = torch.cat([own, own + n_global])
+    positive = torch.cat([own + n_global, own])
+    logits[torch.arange(2 * n_local, device=z1.device), self_index] = float("-inf")
+    return F.cross_entropy(logits, positive)
+
+
+def info_nce_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
+    """MoCo's InfoNCE: the positive is the key of the same image, the negatives are the queue (K, d)."""
+    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    positive = (q * k).sum(dim=1, keepdim=True)
+    negative = q @ queue.T.to(q.dtype)
+    logits = torch.cat([positive, negative], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+
+
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """BYOL's regression loss 2 - 2 cos(p, z), averaged; gradient reaches z unless the caller detaches it."""
+    return (2 - 2 * F.cosine_similarity(p.float(), z.float(), dim=1)).mean()
+
+
+def alignment(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """Wang & Isola's alignment: mean squared distance between normalised positive pairs."""
+    return (F.normalize(z1.float(), dim=1) - F.normalize(z2.float(), dim=1)).pow(2).sum(1).mean()
+
+
+def uniformity(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
+    """Wang & Isola's uniformity: log of the mean Gaussian potential between normalised embeddings."""
+    z = F.normalize(z.float(), dim=1)
+    return torch.pdist(z).pow(2).mul(-t).exp().mean().log()

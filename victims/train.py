@@ -1,0 +1,230 @@
+"""The one training loop for every algorithm: uint8 data on the device, kornia views, SGD with warm-up
+and cosine decay, mixed precision on CUDA, checkpoints that resume exactly, DDP when launched so."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .algorithms import Algorithm
+from .augment import to_float
+from .distributed import all_reduce_mean, convert_batchnorm, is_distributed, rank, world_size
+from .losses import alignment, uniformity
+from .poisoning import Perturbation, apply_delta
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of one training run (batch_size is the global batch)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 10
+    warmup_start_lr: float = 0.01
+    final_lr_ratio: float = 1e-3
+    checkpoint_every: int = 10
+    amp: bool = True  # bfloat16 autocast, on CUDA only
+    channels_last: bool = True
+    seed: int = 1112
+    view_chunks: int = 0  # augmentation RNG chunks per batch; 0 = one per process (same views under DDP)
+    embedding_stats: int = 0  # images used to log alignment/uniformity after each epoch (0 = off)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    wall_s: float = 0.0
+    resumed_from_epoch: int = 0
+
+
+def learning_rate(step: int, total_steps: int, warmup_steps: int, config: TrainConfig) -> float:
+    """Linear warm-up from warmup_start_lr to lr, then cosine decay to lr * final_lr_ratio."""
+    if step < warmup_steps:
+        start = min(config.warmup_start_lr, config.lr)
+        return start + (config.lr - start) * step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    final = config.lr * config.final_lr_ratio
+    return final + (config.lr - final) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _seed(*parts: int) -> int:
+    value = 0
+    for p in parts:
+        value = (value * 1_000_003 + int(p)) % (2**63 - 1)
+    return value
+
+
+class Trainer:
+    """Owns the model (DDP-wrapped when distributed), its optimiser and the step counter."""
+
+    def __init__(self, algorithm: Algorithm, config: TrainConfig, augment: nn.Module, device: torch.device | str,
+                 steps_per_epoch: int = 1):
+        self.config, self.device = config, torch.device(device)
+        self.algorithm = algorithm.to(self.device)
+        if config.channels_last:
+            self.algorithm.to(memory_format=torch.channels_last)
+        self.augment = augment.to(self.device)
+        self.model: nn.Module = self.algorithm
+        if is_distributed():
+            self.algorithm = convert_batchnorm(self.algorithm, self.device)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.algorithm, device_ids=ids)
+        params = [p for p in self.algorithm.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                                         weight_decay=config.weight_decay)
+        self.steps_per_epoch = steps_per_epoch
+        self.step_count = 0
+        chunks = config.view_chunks or world_size()
+        if chunks % world_size():
+            raise ValueError(f"view_chunks ({chunks}) must be a multiple of the number of processes ({world_size()})")
+        self.chunks_per_process = chunks // world_size()
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.steps_per_epoch
+
+    def views(self, x: torch.Tensor, salt: int) -> list[torch.Tensor]:
+        """Augmented views of a local batch (1 for supervised, 2 otherwise); the randomness depends only
+        on (seed, salt, chunk), so one process and N processes see the same views of the same images."""
+        count = 2 if self.algorithm.contrastive else 1
+        parts = torch.chunk(x, self.chunks_per_process)
+        out: list[list[torch.Tensor]] = [[] for _ in range(count)]
+        devices = [self.device] if self.device.type == "cuda" else []
+        for c, part in enumerate(parts):
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(_seed(self.config.seed, salt, rank() * self.chunks_per_process + c))
+                for v in range(count):
+                    out[v].append(self.augment(part))
+        views = [torch.cat(v) for v in out]
+        if self.config.channels_last:
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        return views
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, salt: int | None = None) -> float:
+        """One optimiser step on a local batch (uint8, or float in [0, 1]); returns the global mean loss."""
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.step_count, self.total_steps,
+                                        self.config.warmup_epochs * self.steps_per_epoch, self.config)
+        x = to_float(images.to(self.device, non_blocking=True))
+        labels = labels.to(self.device, non_blocking=True)
+        views = self.views(x, self.step_count if salt is None else salt)
+        amp = self.config.amp and self.device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            loss = self.model(*views, labels=labels) if len(views) == 2 else self.model(views[0], labels=labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.algorithm.on_step_end()
+        self.step_count += 1
+        return float(all_reduce_mean(loss.detach()))
+
+    def state_dict(self) -> dict:
+        return {"algorithm": self.algorithm.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "step_count": self.step_count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.algorithm.load_state_dict(state["algorithm"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step_count = int(state["step_count"])
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: write a temporary file beside the target, then rename it over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@torch.no_grad()
+def embedding_stats(algorithm: Algorithm, trainer: Trainer, images: torch.Tensor) -> dict[str, float]:
+    """Alignment and uniformity of the algorithm's embeddings of two views of fixed images (eval mode)."""
+    was_training = algorithm.training
+    algorithm.eval()
+    v1, v2 = trainer.views(to_float(images.to(trainer.device)), salt=-1)[:2] if algorithm.contrastive else \
+        (trainer.views(to_float(images.to(trainer.device)), salt=-1)[0],) * 2
+    z1, z2 = algorithm.embed(v1), algorithm.embed(v2)
+    algorithm.train(was_training)
+    return {"alignment": float(alignment(z1, z2)), "uniformity": float(uniformity(torch.cat([z1, z2])))}
+
+
+def fit(algorithm: Algorithm, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, augment: nn.Module,
+        *, device: torch.device | str = "cpu", perturbation: Perturbation | None = None,
+        checkpoint: Path | None = None, progress: bool = True,
+        on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train `algorithm` on uint8 `images` (N, 3, H, W), applying `perturbation` batch by batch.
+
+    Each epoch visits a permutation drawn from (seed, epoch), in global batches (the last partial batch
+    is dropped); under DDP each process takes its slice of every global batch. A checkpoint is written
+    every `checkpoint_every` epochs and at the end; an existing checkpoint is resumed from.
+    """
+    n, world = len(labels), world_size()
+    if config.batch_size % world:
+        raise ValueError(f"the global batch ({config.batch_size}) must divide among {world} processes")
+    steps = n // config.batch_size
+    if steps == 0:
+        raise ValueError(f"{n} training images are fewer than one batch of {config.batch_size}")
+    trainer = Trainer(algorithm, config, augment, device, steps_per_epoch=steps)
+    device = trainer.device
+    on_device = device.type == "cpu" or images.numel() < 8 * 2**30
+    data = images.to(device) if on_device else images
+    targets = labels.to(device)
+    result, start = TrainResult(), 0
+    state = load_checkpoint(checkpoint) if checkpoint else None
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+        torch.set_rng_state(state["rng"])
+        result.history, start = list(state["history"]), int(state["epoch"])
+        result.resumed_from_epoch, result.wall_s = start, float(state["wall_s"])
+    stats_images = images[torch.linspace(0, n - 1, min(n, config.embedding_stats)).long()] \
+        if config.embedding_stats else None
+    local = config.batch_size // world
+    bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs, desc=f"train {algorithm.name}",
+               unit="epoch", disable=not progress or rank() != 0, dynamic_ncols=True)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(config.seed, epoch)))
+        losses = []
+        for step in range(steps):
+            batch = order[step * config.batch_size:(step + 1) * config.batch_size]
+            batch = batch[rank() * local:(rank() + 1) * local]
+            ids = batch.to(data.device)
+            x = data[ids]
+            y = targets[batch.to(device)]
+            if perturbation is not None:
+                x = apply_delta(x, perturbation.rows(batch, labels[batch]))
+            losses.append(trainer.train_step(x, y))
+        seconds = time.perf_counter() - t0
+        entry = {"epoch": epoch + 1, "loss": sum(losses) / len(losses), "lr": trainer.optimizer.param_groups[0]["lr"],
+                 "images_per_s": steps * config.batch_size / seconds, "seconds": seconds}
+        if stats_images is not None:
+            entry.update(embedding_stats(trainer.algorithm, trainer, stats_images))
+        result.history.append(entry)
+        result.wall_s += seconds
+        bar.set_postfix(loss=f"{entry['loss']:.4f}", img_s=f"{entry['images_per_s']:.0f}")
+        if on_epoch_end:
+            on_epoch_end(epoch + 1, entry)
+        last = epoch + 1 == config.epochs
+        if checkpoint and rank() == 0 and (last or (epoch + 1) % config.checkpoint_every == 0):
+            save_checkpoint(checkpoint, {"epoch": epoch + 1, "trainer": trainer.state_dict(),
+                                         "rng": torch.get_rng_state(), "history": result.history,
+                                         "wall_s": result.wall_s, "config": asdict(config)})
+    bar.close()
+    return result
