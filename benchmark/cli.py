@@ -63,6 +63,29 @@ def cmd_victim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_perf(args: argparse.Namespace) -> int:
+    """Throughput of one training step, ours against the usual PIL pipeline, and its FLOP rate."""
+    from .perf import perf_train
+
+    r = perf_train(args.algorithm, args.arch, args.scale, steps=args.steps, batch_size=args.batch_size,
+                   data_root=args.data_root, store=args.store, device=args.device, workers=args.workers)
+    print(f"bench perf train: {args.algorithm} / {args.arch}, {args.scale} scale, batch {r.batch_size}, "
+          f"{r.device}, {torch_threads()} threads")
+    print(f"  ours (uint8 on device, kornia views):      {r.ours_images_per_s:9.1f} images/s")
+    print(f"  reference (PIL transforms + DataLoader):   {r.reference_images_per_s:9.1f} images/s")
+    print(f"  ratio ours / reference:                    {r.ratio:9.2f}x")
+    print(f"  step: {r.step_gflop:.2f} GFLOP, achieved {r.achieved_gflops:.1f} GFLOP/s = "
+          f"{100 * r.achieved_gflops / r.matmul_peak_gflops:.1f}% of a dense matmul peak of "
+          f"{r.matmul_peak_gflops:.1f} GFLOP/s measured in this run")
+    return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def cmd_not_yet(feature: str, issue: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"bench {args.command}: {feature} are not implemented yet ({issue}); "
@@ -99,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
     p.set_defaults(func=cmd_victim)
+
+    p = sub.add_parser("perf", help="performance benchmarks (perf train: our step against the usual pipeline)")
+    p.add_argument("what", choices=["train"])
+    p.add_argument("--algorithm", default="simclr")
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--scale", default="mini")
+    p.add_argument("--steps", type=int, default=5, help="timed steps of each pipeline")
+    p.add_argument("--batch-size", type=int, help="override the scale's batch size (e.g. 512 for the paper's)")
+    p.add_argument("--workers", type=int, help="DataLoader workers of the reference (default: CPU count)")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_perf)
 
     p = sub.add_parser("run", help="run a grid of paper cells (not implemented yet)")
     p.add_argument("--grid", default="transfer_algorithms")
