@@ -1,0 +1,46 @@
+"""Poison generators. A new attack is one file with an `Attack` subclass decorated by
+`@register_attack(name)`, plus its import at the bottom of this file."""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+
+from victims.registry import Registry, UnknownNameError
+
+from .base import Attack, AttackParamError, check_inputs, params
+from .poison import Poison, PoisonError
+from .spec import AttackSpec, canonical_key
+
+ATTACKS: Registry[type[Attack]] = Registry("attack")
+
+
+def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
+    """Class decorator: register an `Attack` subclass under `name` (and set its `name`)."""
+    def decorate(cls: type[Attack]) -> type[Attack]:
+        cls.name = name
+        return ATTACKS.register(name)(cls)
+
+    return decorate
+
+
+def generate_poison(spec: AttackSpec | dict, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, *,
+                    device: torch.device | str = "cpu", workdir: str | os.PathLike | None = None,
+                    progress: bool = True) -> Poison:
+    """Look up `spec.attack` in ATTACKS and make its poison for uint8 `images` with `labels` and ids `index`."""
+    spec = spec if isinstance(spec, AttackSpec) else AttackSpec.from_dict(spec)
+    if spec.is_clean:
+        raise ValueError("attack 'none' means clean data: there is no poison to generate")
+    attack = ATTACKS.get(spec.attack)()
+    check_inputs(images, labels, index)
+    poison = attack.generate(spec, images, labels, index, device=device, workdir=workdir, progress=progress)
+    if poison.per != attack.per or canonical_key(poison.spec) != spec.key:
+        raise RuntimeError(f"attack {spec.attack!r} returned a poison for per={poison.per!r}, spec {poison.spec}")
+    return poison
+
+
+from . import random_noise  # noqa: E402,F401  (registers "random")
+
+__all__ = ["ATTACKS", "Attack", "AttackParamError", "AttackSpec", "Poison", "PoisonError", "UnknownNameError",
+           "generate_poison", "params", "register_attack"]

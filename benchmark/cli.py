@@ -48,13 +48,19 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_victim(args: argparse.Namespace) -> int:
     """Train and evaluate one victim, write its record, print its metrics."""
+    from victims.distributed import init_from_env, rank
+
     from .specs import EvalSpec, VictimSpec
     from .victim_job import run_victim
+
+    init_from_env()  # several processes when launched by torchrun (or submitit with --gpus-per-job)
 
     spec = VictimSpec(args.algorithm, args.arch, args.dataset, scale=args.scale, seed=args.seed)
     eval_spec = EvalSpec(tuple(args.eval or [args.dataset]))
     record = run_victim(spec, eval_spec, data_root=args.data_root, store=args.store, results=args.results,
                         device=args.device)
+    if rank() != 0:
+        return 0
     rows = [[name, f"{m['probe_best']:.2f}", f"{m['probe_final']:.2f}", f"{m['knn']:.2f}",
              f"{m['test_accuracy']:.2f}" if "test_accuracy" in m else "-"] for name, m in record["metrics"].items()]
     print(f"{args.algorithm} / {args.arch} on {record['data']['train']} [{args.scale}]; "
@@ -84,6 +90,39 @@ def torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
+
+
+def cmd_grids(args: argparse.Namespace) -> int:
+    """List the grids with their cell and job counts."""
+    from .grids import GRIDS, distinct_jobs, grid_cells
+
+    rows = []
+    for name in GRIDS.names():
+        cells = grid_cells(name, args.scale)
+        poisons, victims = distinct_jobs(cells)
+        rows.append([name, len(cells), len(poisons), len(victims), len(poisons) + len(victims)])
+    print(tabulate(rows, headers=["grid", "cells", "poison jobs", "victim jobs", "jobs"]))
+    return 0
+
+
+def cmd_cells(args: argparse.Namespace) -> int:
+    """List a grid's cells with their state (done when the victim's record has the probed metric)."""
+    from .grids import grid_cells
+    from .paper import paper_values
+    from .records import read_record, record_path, results_root
+
+    results = results_root(args.results)
+    rows = []
+    for cell in grid_cells(args.grid, args.scale):
+        record = read_record(record_path(results, args.scale, cell.victim.key))
+        metric = (record or {}).get("metrics", {}).get(cell.probe)
+        paper = paper_values(cell.grid).get((cell.row, cell.column))
+        value = metric.get("test_accuracy", metric["probe_best"]) if metric else None
+        rows.append([cell.grid, cell.row, cell.column, "done" if metric else "pending",
+                     "-" if value is None else f"{value:.1f}", "-" if paper is None else f"{paper:.1f}",
+                     cell.victim.key[:12]])
+    print(tabulate(rows, headers=["grid", "row", "column", "state", "ours", "paper", "victim job"]))
+    return 0
 
 
 def cmd_not_yet(feature: str, issue: str) -> Callable[[argparse.Namespace], int]:
@@ -133,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="DataLoader workers of the reference (default: CPU count)")
     p.add_argument("--device")
     p.set_defaults(func=cmd_perf)
+
+    p = sub.add_parser("grids", help="list the grids (one per paper table) with cell and job counts")
+    p.add_argument("--scale", default="mini")
+    p.set_defaults(func=cmd_grids)
+
+    p = sub.add_parser("cells", help="list a grid's cells with their state and values")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--scale", default="mini")
+    p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
+    p.set_defaults(func=cmd_cells)
 
     p = sub.add_parser("run", help="run a grid of paper cells (not implemented yet)")
     p.add_argument("--grid", default="transfer_algorithms")

@@ -1,14 +1,13 @@
-"""The specs that name every experiment: what poison, which victim, which evaluation.
+"""The specs that name every experiment: what poison (AttackSpec, from attacks/), which victim, which
+evaluation.
 
 A spec's key is the sha256 of its canonical JSON; jobs, poisons and records are named by it.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
 
+from attacks.spec import AttackSpec, canonical_key
 from victims.algorithms import ALGORITHMS
 from victims.architectures import ARCHITECTURES
 from victims.registry import UnknownNameError
@@ -19,10 +18,6 @@ SCALES = ("smoke", "mini", "paper")
 CONTROL = "untrained"  # the victim "algorithm" of the control row: random weights, probed the same way
 
 
-def canonical_key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
 def _check_scale(scale: str) -> None:
     if scale not in SCALES:
         raise UnknownNameError("scale", scale, list(SCALES))
@@ -31,35 +26,6 @@ def _check_scale(scale: str) -> None:
 def check_dataset(name: str) -> None:
     if name not in DATASETS:
         raise UnknownNameError("data set", name, list(DATASETS))
-
-
-@dataclass(frozen=True)
-class AttackSpec:
-    """A poison: attack name, its parameters, the attacker's algorithm and architecture where it has
-    them, the data set it poisons, the seed and the scale. `none` means clean data."""
-
-    attack: str = "none"
-    dataset: str = "cifar10"
-    algorithm: str | None = None
-    arch: str | None = None
-    params: dict = field(default_factory=dict)
-    seed: int = 1112
-    scale: str = "mini"
-
-    def __post_init__(self) -> None:
-        _check_scale(self.scale)
-        check_dataset(self.dataset)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def key(self) -> str:
-        return canonical_key(self.to_dict())
-
-    @property
-    def is_clean(self) -> bool:
-        return self.attack == "none"
 
 
 @dataclass(frozen=True)
@@ -80,6 +46,9 @@ class VictimSpec:
         if self.algorithm != CONTROL:
             ALGORITHMS.get(self.algorithm)
         ARCHITECTURES.get(self.arch)
+        if self.poison is not None:
+            _check_scale(self.poison.scale)
+            check_dataset(self.poison.dataset)
         if self.poison is not None and self.poison.dataset != self.dataset:
             raise ValueError(f"the poison is made for {self.poison.dataset}, the victim trains on {self.dataset}")
 

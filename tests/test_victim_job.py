@@ -56,3 +56,20 @@ def test_specs_reject_unknown_names():
 def test_cli_victim_reports_bad_names(capsys):
     assert main(["victim", "--algorithm", "swav"]) == 2
     assert "valid algorithms: simclr, moco, byol, supervised" in capsys.readouterr().err
+
+
+def test_cli_victim_under_torchrun_with_two_processes(tmp_path: Path):
+    """Two CPU processes (gloo) train one victim; rank 0 writes the one record."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "benchmark.cli", "victim", "--algorithm", "moco", "--scale", "smoke", "--device", "cpu",
+           "--store", str(tmp_path / "store"), "--results", str(tmp_path / "res")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (path,) = (tmp_path / "res" / "records" / "smoke").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["victim"]["algorithm"] == "moco" and len(record["history"]) == 2

@@ -1,0 +1,52 @@
+"""The attack interface: a poison generator working on tensors handed to it (never on files)."""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+from .poison import Poison
+from .spec import AttackSpec
+
+
+class AttackParamError(ValueError):
+    """Unknown or invalid attack parameters; the message lists the valid ones."""
+
+
+def params(spec: AttackSpec, defaults: dict[str, Any]) -> dict[str, Any]:
+    """`spec.params` merged over `defaults`; unknown names raise AttackParamError listing the valid ones."""
+    unknown = sorted(set(spec.params) - set(defaults))
+    if unknown:
+        raise AttackParamError(f"unknown parameter(s) {unknown} for attack {spec.attack!r}; "
+                               f"valid parameters: {sorted(defaults) or '(none)'}")
+    return {**defaults, **spec.params}
+
+
+def check_inputs(images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> None:
+    """images uint8 (N, 3, H, W), labels int64 (N,), index int64 sample ids (N,)."""
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    for name, t in (("labels", labels), ("index", index)):
+        if t.dtype != torch.int64 or t.shape != (images.shape[0],):
+            raise ValueError(f"{name} must be int64 of shape ({images.shape[0]},), got {t.dtype} {tuple(t.shape)}")
+
+
+class Attack(ABC):
+    """A poison generator. Subclasses set `per` ("sample" or "class") and `defaults` (parameter name ->
+    default value) and implement `generate`; `register_attack(name)` sets `name`."""
+
+    name: ClassVar[str] = ""
+    per: ClassVar[str] = "sample"
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def params(self, spec: AttackSpec) -> dict[str, Any]:
+        return params(spec, self.defaults)
+
+    @abstractmethod
+    def generate(self, spec: AttackSpec, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, *,
+                 device: torch.device | str = "cpu", workdir: str | os.PathLike | None = None,
+                 progress: bool = True) -> Poison:
+        """Make the poison of `spec` for uint8 `images` (N, 3, H, W) with int64 `labels` and sample ids
+        `index`; `workdir` (may be None) is where the attack may keep checkpoints to resume from."""

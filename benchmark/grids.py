@@ -1,0 +1,117 @@
+"""Every paper table as a grid: each (row, column) cell maps to an attack, a victim and a probed data set.
+
+Row and column keys follow DESIGN.md: the row is the attack (`cp-c@moco` where the table varies the
+attacker's algorithm); the column is `dataset/algorithm` (effectiveness), `poisoned->probed` (downstream),
+the architecture (architectures) or the victim's algorithm (transfer tables, motivation). The `untrained`
+row is the control (random weights, probed the same way; no paper value).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from attacks.spec import AttackSpec
+from victims.registry import Registry
+
+from .specs import CONTROL, VictimSpec
+
+CONTRASTIVE = ("simclr", "moco", "byol")
+ARCH_COLUMNS = ("vgg19", "resnet18", "resnet50", "densenet121", "mobilenetv2")
+SUPERVISED_ATTACKS = ("ap-t", "ue-s")  # crafted with a supervised surrogate
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One number of one table."""
+
+    grid: str
+    row: str
+    column: str
+    victim: VictimSpec
+    probe: str  # the data set the frozen encoder is probed on
+
+    @property
+    def attack(self) -> str:
+        return self.row.split("@")[0]
+
+
+def attack_spec(row: str, dataset: str, victim_algorithm: str, scale: str, arch: str = "resnet18") -> AttackSpec | None:
+    """The poison of a row: `none` -> clean; `cp-s@moco` -> CP-S made with MoCo; a bare `cp-s` is made
+    with the victim's own algorithm; supervised attacks use a supervised surrogate."""
+    attack, _, algorithm = row.partition("@")
+    if attack in ("none", CONTROL):
+        return None
+    if attack.startswith("cp-"):
+        return AttackSpec(attack, dataset, algorithm or victim_algorithm, arch, scale=scale)
+    if attack in ("ue-s", "ue-c", "ap-t", "ap-u"):
+        return AttackSpec(attack, dataset, "supervised", arch, scale=scale)
+    return AttackSpec(attack, dataset, scale=scale)
+
+
+def victim_cell(grid: str, row: str, column: str, *, algorithm: str, dataset: str, scale: str,
+                arch: str = "resnet18", probe: str | None = None) -> Cell:
+    victim_algorithm = CONTROL if row == CONTROL else algorithm
+    poison = attack_spec(row, dataset, algorithm, scale)
+    return Cell(grid, row, column, VictimSpec(victim_algorithm, arch, dataset, poison, scale), probe or dataset)
+
+
+GRIDS: Registry[Callable[[str], list[Cell]]] = Registry("grid")
+
+
+@GRIDS.register("effectiveness")
+def effectiveness(scale: str) -> list[Cell]:
+    columns = [(d, a) for d in ("cifar10", "cifar100") for a in CONTRASTIVE] + [("imagenet100", "simclr")]
+    return [victim_cell("effectiveness", row, f"{d}/{a}", algorithm=a, dataset=d, scale=scale)
+            for row in ("none", "random", "cp-s", "cp-c", CONTROL) for d, a in columns]
+
+
+@GRIDS.register("downstream")
+def downstream(scale: str) -> list[Cell]:
+    pairs = [("cifar10", p) for p in ("cifar10", "cifar100", "stl10")] + \
+        [("imagenet100", p) for p in ("imagenet100", "cifar10", "stl10")]
+    return [victim_cell("downstream", row, f"{d}->{p}", algorithm="simclr", dataset=d, scale=scale, probe=p)
+            for row in ("none", "cp-s", "cp-c", CONTROL) for d, p in pairs]
+
+
+@GRIDS.register("architectures")
+def architectures(scale: str) -> list[Cell]:
+    """The poison is made with ResNet-18 (attack_spec's default); the victim's architecture varies."""
+    return [victim_cell("architectures", row, arch, algorithm="simclr", dataset="cifar10", scale=scale, arch=arch)
+            for row in ("none", "cp-s", "cp-c", CONTROL) for arch in ARCH_COLUMNS]
+
+
+@GRIDS.register("transfer_supervised")
+def transfer_supervised(scale: str) -> list[Cell]:
+    rows = list(SUPERVISED_ATTACKS) + [f"cp-c@{a}" for a in CONTRASTIVE]
+    return [victim_cell("transfer_supervised", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
+            for row in rows for victim in ("supervised", "simclr")]
+
+
+@GRIDS.register("transfer_algorithms")
+def transfer_algorithms(scale: str) -> list[Cell]:
+    rows = list(SUPERVISED_ATTACKS) + [f"{k}@{a}" for k in ("cp-s", "cp-c") for a in CONTRASTIVE] + [CONTROL]
+    return [victim_cell("transfer_algorithms", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
+            for row in rows for victim in CONTRASTIVE]
+
+
+@GRIDS.register("motivation")
+def motivation(scale: str) -> list[Cell]:
+    return [victim_cell("motivation", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
+            for row in ("none", "ap-t", CONTROL) for victim in ("supervised",) + CONTRASTIVE]
+
+
+@GRIDS.register("all")
+def all_cells(scale: str) -> list[Cell]:
+    return [cell for name in GRIDS.names() if name != "all" for cell in GRIDS.get(name)(scale)]
+
+
+def grid_cells(name: str, scale: str) -> list[Cell]:
+    """The cells of grid `name` at `scale` (an unknown grid lists the valid names)."""
+    return GRIDS.get(name)(scale)
+
+
+def distinct_jobs(cells: list[Cell]) -> tuple[dict[str, AttackSpec], dict[str, VictimSpec]]:
+    """One job per distinct poison and per distinct victim run (shared across cells and tables)."""
+    poisons = {c.victim.poison.key: c.victim.poison for c in cells if c.victim.poison is not None}
+    victims = {c.victim.key: c.victim for c in cells}
+    return poisons, victims

@@ -1,0 +1,82 @@
+"""Grids: every paper cell is a grid cell with the right specs; jobs are shared; paper CSVs match REFERENCE."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmark.grids import GRIDS, distinct_jobs, grid_cells
+from benchmark.paper import paper_values
+from victims.registry import UnknownNameError
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "REFERENCE.md"
+TABLES = ["effectiveness", "downstream", "architectures", "transfer_supervised", "transfer_algorithms", "motivation"]
+
+
+def test_grid_names_and_unknown_grid():
+    assert GRIDS.names() == TABLES + ["all"]
+    with pytest.raises(UnknownNameError, match="valid grids: effectiveness, downstream"):
+        grid_cells("table9", "mini")
+
+
+@pytest.mark.parametrize("grid", TABLES)
+def test_every_paper_cell_is_a_grid_cell_plus_the_control_row(grid):
+    cells = grid_cells(grid, "mini")
+    keys = [(c.row, c.column) for c in cells]
+    assert len(keys) == len(set(keys))
+    paper = paper_values(grid)
+    assert set(paper) <= set(keys)
+    assert {k for k in keys if k not in paper} == {k for k in keys if k[0] == "untrained"}
+
+
+def test_cells_map_to_the_right_specs():
+    by_key = {(c.grid, c.row, c.column): c for c in grid_cells("all", "mini")}
+    cell = by_key[("transfer_algorithms", "cp-s@moco", "byol")]  # MoCo-made CP-S against a BYOL victim
+    assert cell.victim.algorithm == "byol" and cell.victim.poison.attack == "cp-s"
+    assert cell.victim.poison.algorithm == "moco" and cell.probe == "cifar10"
+    cell = by_key[("effectiveness", "cp-c", "cifar100/byol")]  # the attacker's algorithm is the victim's
+    assert cell.victim.dataset == "cifar100" and cell.victim.poison.algorithm == "byol"
+    cell = by_key[("downstream", "cp-s", "imagenet100->stl10")]
+    assert cell.victim.dataset == "imagenet100" and cell.probe == "stl10" and cell.victim.algorithm == "simclr"
+    cell = by_key[("architectures", "cp-c", "vgg19")]  # poison made with ResNet-18, victim VGG-19
+    assert cell.victim.arch == "vgg19" and cell.victim.poison.arch == "resnet18"
+    cell = by_key[("motivation", "ap-t", "supervised")]
+    assert cell.victim.algorithm == "supervised" and cell.victim.poison.algorithm == "supervised"
+    assert by_key[("effectiveness", "none", "cifar10/simclr")].victim.poison is None
+    control = by_key[("architectures", "untrained", "mobilenetv2")].victim
+    assert control.algorithm == "untrained" and control.arch == "mobilenetv2" and control.poison is None
+
+
+def test_the_same_experiment_in_several_tables_is_one_job():
+    cells = grid_cells("all", "mini")
+    _, victims = distinct_jobs(cells)
+    clean_simclr = {c.victim.key for c in cells if c.row == "none" and c.victim.algorithm == "simclr"
+                    and c.victim.dataset == "cifar10" and c.victim.arch == "resnet18"}
+    assert len(clean_simclr) == 1  # effectiveness, downstream (x3 probes), architectures, motivation
+    cps = [c for c in cells if c.victim.poison is not None and c.victim.poison.attack == "cp-s"
+           and c.victim.dataset == "cifar10" and c.victim.algorithm == "simclr" and c.victim.arch == "resnet18"
+           and c.victim.poison.algorithm == "simclr"]
+    assert {c.grid for c in cps} == {"effectiveness", "downstream", "architectures", "transfer_algorithms"}
+    assert len({c.victim.key for c in cps}) == 1
+    assert len(victims) < len(cells)
+    assert grid_cells("effectiveness", "mini")[0].victim.key != grid_cells("effectiveness", "smoke")[0].victim.key
+
+
+def _reference_tables() -> dict[str, list[list[float]]]:
+    text = REFERENCE.read_text()
+    tables = {}
+    for match in re.finditer(r'### (?:Table|Figure) "(\w+)"[^\n]*\n(?:[^|\n][^\n]*\n)*((?:\|.*\n)+)', text):
+        rows = [line for line in match.group(2).splitlines() if not set(line) <= set("|- ")][1:]
+        tables[match.group(1)] = [[float(x) for x in re.findall(r"\|\s*([\d.]+)\s*(?=\|)", line)] for line in rows]
+    return tables
+
+
+@pytest.mark.skipif(not REFERENCE.is_file(), reason="../shared/REFERENCE.md not beside the repository")
+def test_paper_csvs_reproduce_every_number_of_the_reference():
+    tables = _reference_tables()
+    assert sorted(tables) == sorted(TABLES)
+    for grid in TABLES:
+        reference = [v for row in tables[grid] for v in row]
+        ours = list(paper_values(grid).values())  # CSV order: rows, then columns, as in the paper
+        assert ours == reference, grid
