@@ -55,7 +55,10 @@ def cmd_victim(args: argparse.Namespace) -> int:
 
     init_from_env()  # several processes when launched by torchrun (or submitit with --gpus-per-job)
 
-    spec = VictimSpec(args.algorithm, args.arch, args.dataset, scale=args.scale, seed=args.seed)
+    from attacks.spec import AttackSpec
+
+    poison = None if args.attack == "none" else AttackSpec(args.attack, args.dataset, scale=args.scale)
+    spec = VictimSpec(args.algorithm, args.arch, args.dataset, poison, scale=args.scale, seed=args.seed)
     eval_spec = EvalSpec(tuple(args.eval or [args.dataset]))
     record = run_victim(spec, eval_spec, data_root=args.data_root, store=args.store, results=args.results,
                         device=args.device)
@@ -151,12 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="show every path tried for missing data sets")
     p.set_defaults(func=cmd_datasets)
 
-    p = sub.add_parser("victim", help="train and evaluate one victim (clean data) and write its record")
+    p = sub.add_parser("victim", help="train and evaluate one victim and write its record")
     p.add_argument("--algorithm", required=True, help="simclr, moco, byol, supervised, or untrained (control)")
     p.add_argument("--arch", default="resnet18")
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--scale", default="smoke")
     p.add_argument("--seed", type=int, default=1112)
+    p.add_argument("--attack", default="none", help="train on data poisoned by this attack (e.g. random)")
     p.add_argument("--eval", nargs="*", metavar="DATASET", help="data sets to probe (default: the training set)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")

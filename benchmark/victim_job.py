@@ -77,10 +77,14 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root
     scale, device = get_scale(spec.scale), torch.device(device) if device else default_device()
     source = scale.source(spec.dataset)
     train = load_split(scale, spec.dataset, "train", data_root=data_root, store=store)
-    perturbation = None
+    perturbation, poison_info = None, None
     if spec.poison is not None and not spec.poison.is_clean:
-        raise NotImplementedError(f"poisoned victims need the attacks (issue 4); {spec.poison.attack!r} is not "
-                                  "available yet")
+        from .poison_job import make_poison, poison_path
+
+        poison = make_poison(spec.poison, data_root=data_root, store=store, device=device, progress=progress)
+        perturbation = poison.perturbation_for(train.index)
+        poison_info = {"key": spec.poison.key, "checksum": poison.checksum, "per": poison.per,
+                       "eps": poison.eps, "file": poison_path(spec.poison, store).name}
     torch.manual_seed(spec.seed)
     encoder = build_architecture(spec.arch, stem=source.stem, width=scale.width)
     settings: dict = {"width": scale.width, "input_size": source.input_size, "probe": asdict(scale.probe),
@@ -111,7 +115,8 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root
             algorithm, test.images, test.labels, input_size=source.input_size, normalization=spec.dataset,
             device=device)
     record = {"format": RECORD_FORMAT, "kind": "victim", "key": spec.key, "scale": spec.scale,
-              "victim": spec.to_dict(), "attack": spec.attack, "eval": list(eval_spec.datasets),
+              "victim": spec.to_dict(), "attack": spec.attack, "poison": poison_info,
+              "eval": list(eval_spec.datasets),
               "data": {"train": describe(train), "stands_for": scale.describe_data(spec.dataset),
                        "probed": data_used},
               "settings": settings, "metrics": metrics,

@@ -73,3 +73,17 @@ def test_cli_victim_under_torchrun_with_two_processes(tmp_path: Path):
     (path,) = (tmp_path / "res" / "records" / "smoke").glob("*.json")
     record = json.loads(path.read_text())
     assert record["victim"]["algorithm"] == "moco" and len(record["history"]) == 2
+
+
+def test_poisoned_victim_trains_on_the_stored_poison(tmp_path: Path):
+    from attacks.spec import AttackSpec
+    from benchmark.poison_job import load_poison, make_poison
+
+    attack = AttackSpec("random", "cifar10", scale="smoke")
+    clean = run_victim(VictimSpec("simclr", scale="smoke"), store=tmp_path, results=tmp_path, progress=False)
+    poisoned = run_victim(VictimSpec("simclr", poison=attack, scale="smoke"), store=tmp_path, results=tmp_path,
+                          progress=False)
+    stored = load_poison(attack, tmp_path)
+    assert poisoned["poison"]["checksum"] == stored.checksum and poisoned["attack"] == "random"
+    assert poisoned["history"][0]["loss"] != clean["history"][0]["loss"]  # same seed and views: the data differ
+    assert make_poison(attack, store=tmp_path, progress=False).checksum == stored.checksum  # reused, not remade

@@ -1,0 +1,38 @@
+"""One poison job: make the poison of an AttackSpec on the scale's training data and store it."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from attacks import Poison, generate_poison
+from attacks.spec import AttackSpec
+
+from .paths import store_root
+from .scales import get_scale
+from .victim_job import default_device, load_split
+
+
+def poison_path(spec: AttackSpec, store=None) -> Path:
+    return store_root(store) / "poisons" / spec.scale / f"{spec.attack}-{spec.key[:20]}.safetensors"
+
+
+def load_poison(spec: AttackSpec, store=None) -> Poison | None:
+    """The stored, verified poison of `spec`, or None when it has not been made yet."""
+    path = poison_path(spec, store)
+    return Poison.load(path, expected_spec=spec) if path.is_file() else None
+
+
+def make_poison(spec: AttackSpec, *, data_root=None, store=None, device=None, progress: bool = True) -> Poison:
+    """Generate (or reuse) the poison of `spec` for the data standing for `spec.dataset` at its scale."""
+    existing = load_poison(spec, store)
+    if existing is not None:
+        return existing
+    data = load_split(get_scale(spec.scale), spec.dataset, "train", data_root=data_root, store=store)
+    path = poison_path(spec, store)
+    started = time.perf_counter()
+    poison = generate_poison(spec, data.images, data.labels, data.index, device=device or default_device(),
+                             workdir=path.with_suffix(".work"), progress=progress)
+    poison.save(path)
+    if progress:
+        print(f"poison {spec.attack} ({spec.key[:12]}) made in {time.perf_counter() - started:.1f} s: {path}")
+    return poison
