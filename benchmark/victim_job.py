@@ -72,7 +72,7 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root
 
     Training checkpoints under `<store>/checkpoints/victims/` and resumes from there.
     """
-    started = time.perf_counter()
+    started, provenance = time.perf_counter(), environment()  # the code that runs, not what is there at the end
     eval_spec = eval_spec or EvalSpec((spec.dataset,))
     scale, device = get_scale(spec.scale), torch.device(device) if device else default_device()
     source = scale.source(spec.dataset)
@@ -124,7 +124,7 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root
               "resumed_from_epoch": resumed,
               "timing": {"train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t_eval, 1),
                          "total_s": round(time.perf_counter() - started, 1)},
-              "device": str(device), "seed": spec.seed, "created": now(), **environment()}
+              "device": str(device), "seed": spec.seed, "created": now(), **provenance}
     record = json.loads(json.dumps(record))  # exactly what a reader of the file gets (tuples become lists)
     write_json_atomic(record_path(results_root(results), spec.scale, spec.key), record)
     return record
