@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 from tabulate import tabulate
 
@@ -128,13 +128,58 @@ def cmd_cells(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_not_yet(feature: str, issue: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"bench {args.command}: {feature} are not implemented yet ({issue}); "
-              "see the README's status section for what works today.", file=sys.stderr)
-        return 2
+def check_results_writable(results) -> None:
+    """Fail before submitting anything when the results folder cannot be written."""
+    import os
+    import tempfile
 
-    return run
+    from .records import results_root
+
+    folder = results_root(results)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise SystemExit(f"bench run: the results folder {folder} is not writable ({err.strerror}); "
+                         f"pass --results DIR or set BENCH_RESULTS to a writable folder") from None
+    del os
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Plan a grid's jobs, skip the done ones, submit the rest (or print the plan with --dry-run)."""
+    from .dispatch import DispatchOptions, dispatch
+    from .grids import distinct_jobs, grid_cells
+    from .plan import Job, make_plan
+
+    plan = make_plan(args.grid, args.scale, results=args.results, store=args.store)
+    paper_poisons, paper_victims = distinct_jobs(grid_cells(args.grid, "paper"))
+    paper_hours = sum(Job("poison", k, attack=a).gpu_hours for k, a in paper_poisons.items()) + \
+        sum(Job("victim", k, victim=v).gpu_hours for k, v in paper_victims.items())
+    print(f"grid {args.grid} at the {args.scale} scale: {len(plan.cells)} cells, {len(plan.jobs)} jobs "
+          f"({len(plan.done)} done, {len(plan.pending)} to run)")
+    for attack, cells in plan.skipped.items():
+        print(f"  skipped: {len(cells)} cells of attack {attack!r}, which is not registered yet")
+    if args.dry_run:
+        rows = [[j.name, j.kind, "done" if j.key in plan.done else "pending",
+                 next((d.name for d in plan.jobs if d.key == j.depends_on), "-"), ",".join(j.probes) or "-"]
+                for j in plan.jobs]
+        print(tabulate(rows, headers=["job", "kind", "state", "after", "probes"]))
+        print(f"estimate at the paper scale: {paper_hours:,.0f} GPU hours for the grid's {len(paper_poisons)} "
+              f"poisons and {len(paper_victims)} victims (rough, one A100-class GPU; table in benchmark/plan.py)")
+        return 0
+    check_results_writable(args.results)
+    options = DispatchOptions(args.cluster, parallel=args.parallel, gpus_per_job=args.gpus_per_job)
+    if args.cluster == "slurm":
+        from .slurm import check_controller, slurm_parameters
+
+        check_controller()
+        options.slurm = slurm_parameters(args)
+    submissions = dispatch(plan, options, data_root=args.data_root, store=args.store, results=args.results)
+    after = make_plan(args.grid, args.scale, results=args.results, store=args.store)
+    print(f"submitted {len(submissions)} jobs; now {len(after.done)} of {len(after.jobs)} jobs done "
+          f"(bench cells --grid {args.grid} --scale {args.scale} shows every cell)")
+    return 0 if len(after.done) == len(after.jobs) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,12 +232,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
     p.set_defaults(func=cmd_cells)
 
-    p = sub.add_parser("run", help="run a grid of paper cells (not implemented yet)")
-    p.add_argument("--grid", default="transfer_algorithms")
-    p.add_argument("--scale", default="smoke", choices=["smoke", "mini", "paper"])
-    p.add_argument("--cluster", default="local", choices=["local", "slurm", "debug"])
-    p.add_argument("--dry-run", action="store_true")
-    p.set_defaults(func=cmd_not_yet("grids and dispatch", "issue 5"))
+    from .report_cli import add_report_commands
+
+    add_report_commands(sub)
+
+    p = sub.add_parser("run", help="run a grid: plan its jobs, skip done ones, submit the rest")
+    p.add_argument("--grid", required=True, help="effectiveness, downstream, architectures, transfer_supervised, "
+                   "transfer_algorithms, motivation or all")
+    p.add_argument("--scale", default="smoke", help="smoke, mini or paper")
+    p.add_argument("--cluster", default="local", choices=["local", "slurm", "debug"],
+                   help="local: subprocesses on this machine; slurm: a Slurm cluster; debug: in this process")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and a GPU-hour estimate, submit nothing")
+    p.add_argument("--parallel", type=int, default=1, help="jobs at a time (local) / array parallelism (slurm)")
+    p.add_argument("--gpus-per-job", type=int, default=0, help="run each job as N processes under torch.distributed")
+    p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
+    slurm = p.add_argument_group("slurm", "with --cluster slurm: a profile (slurm/profiles/NAME.toml) and overrides")
+    slurm.add_argument("--profile", help="profile name or path")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--time", type=int, metavar="MINUTES", help="time limit per job; jobs requeue and resume")
+    slurm.add_argument("--mem-gb", type=int)
+    slurm.add_argument("--cpus", type=int, help="CPUs per task")
+    slurm.add_argument("--account")
+    slurm.add_argument("--qos")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

@@ -1,0 +1,164 @@
+"""Dispatch: one submitit job per planned job; poisons before the victims that need them.
+
+`debug` runs in this process, `local` in subprocesses on this machine (at most `parallel` at a time),
+`slurm` on a cluster (victims depend on their poison with afterok). Each job is Checkpointable: when
+requeued after a time-out or pre-emption it resumes from its own checkpoint files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import submitit
+import torch
+
+from .paths import store_root
+from .plan import Job, Plan
+from .records import results_root, write_json_atomic
+
+CLUSTERS = ("local", "slurm", "debug")
+
+
+class JobCall(submitit.helpers.Checkpointable):
+    """The picklable call of one job. Requeued as is: the training loop resumes from its checkpoint."""
+
+    def __init__(self, job: Job, data_root: str | None, store: str, results: str, threads: int | None = None):
+        self.job, self.data_root, self.store, self.results = job, data_root, store, results
+        self.threads = threads  # CPU threads: the same count gives the same numbers on every executor
+
+    def __call__(self) -> dict[str, Any]:
+        import torch
+
+        from victims.distributed import init_from_env, rank
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+
+        if self.job.kind == "poison":
+            from .poison_job import make_poison
+
+            poison = make_poison(self.job.attack, data_root=self.data_root, store=self.store)
+            return {"job": self.job.key, "poison": poison.checksum}
+        from .specs import EvalSpec
+        from .victim_job import run_victim
+
+        init_from_env()
+        record = run_victim(self.job.victim, EvalSpec(self.job.probes), data_root=self.data_root,
+                            store=self.store, results=self.results)
+        return {"job": self.job.key, "rank": rank(), "record": record.get("key")}
+
+
+@dataclass
+class Submission:
+    job: Job
+    handle: Any  # submitit.Job
+    ledger: Path
+
+
+@dataclass
+class DispatchOptions:
+    cluster: str = "local"
+    parallel: int = 1  # local: jobs at a time; slurm: array parallelism
+    gpus_per_job: int = 0
+    slurm: dict = field(default_factory=dict)  # partition, timeout_min, mem_gb, cpus_per_task, account, qos
+
+
+def ledger_dir(store, scale: str) -> Path:
+    return store_root(store) / "runs" / scale
+
+
+def write_ledger(store, scale: str, job: Job, handle, cluster: str) -> Path:
+    path = ledger_dir(store, scale) / f"{job.key[:20]}.json"
+    paths = handle.paths if hasattr(handle, "paths") else None
+    write_json_atomic(path, {"job": job.key, "name": job.name, "kind": job.kind, "cluster": cluster,
+                             "job_id": str(handle.job_id), "submitted": time.time(),
+                             "stdout": str(paths.stdout) if paths else None,
+                             "stderr": str(paths.stderr) if paths else None})
+    return path
+
+
+def read_ledger(store, scale: str, key: str) -> dict | None:
+    try:
+        return json.loads((ledger_dir(store, scale) / f"{key[:20]}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def make_executor(options: DispatchOptions, folder: Path):
+    if options.cluster == "debug":
+        return submitit.DebugExecutor(folder)
+    if options.cluster == "local":
+        executor = submitit.LocalExecutor(folder)
+        params: dict[str, Any] = {"timeout_min": int(options.slurm.get("timeout_min", 24 * 60))}
+        if options.gpus_per_job:
+            params.update(gpus_per_node=options.gpus_per_job, tasks_per_node=options.gpus_per_job)
+        executor.update_parameters(**params)
+        return executor
+    if options.cluster == "slurm":
+        executor = submitit.AutoExecutor(folder, cluster="slurm")
+        params = {f"slurm_{k}": v for k, v in options.slurm.items() if v is not None}
+        if options.gpus_per_job:
+            params.update(slurm_gpus_per_node=options.gpus_per_job, slurm_tasks_per_node=options.gpus_per_job)
+        executor.update_parameters(slurm_array_parallelism=options.parallel, **params)
+        return executor
+    raise ValueError(f"unknown cluster {options.cluster!r}; valid clusters: {', '.join(CLUSTERS)}")
+
+
+def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None, results=None,
+             wait: bool = True) -> list[Submission]:
+    """Submit the plan's pending jobs. On debug/local, waits for each wave (poisons, then victims)."""
+    store_path, results_path = str(store_root(store)), str(results_root(results))
+    folder = store_root(store) / "logs" / plan.scale / "%j"
+    executor = make_executor(options, folder)
+    pending = plan.pending
+    poisons = [j for j in pending if j.kind == "poison"]
+    victims = [j for j in pending if j.kind == "victim"]
+    submissions: list[Submission] = []
+    failed: set[str] = set()
+
+    def submit(jobs: list[Job], dependency: dict[str, str] | None = None) -> list[Submission]:
+        out = []
+        for job in jobs:
+            if options.cluster == "slurm" and dependency and job.depends_on in dependency:
+                executor.update_parameters(slurm_additional_parameters={"dependency": f"afterok:{dependency[job.depends_on]}"})
+            elif options.cluster == "slurm":
+                executor.update_parameters(slurm_additional_parameters={})
+            executor.update_parameters(name=job.name) if options.cluster != "debug" else None
+            threads = None if options.cluster == "slurm" else torch.get_num_threads()
+            handle = executor.submit(JobCall(job, data_root, store_path, results_path, threads))
+            out.append(Submission(job, handle, write_ledger(store, plan.scale, job, handle, options.cluster)))
+        return out
+
+    def run_waves(jobs: list[Job]) -> None:
+        step = max(1, options.parallel)
+        for start in range(0, len(jobs), step):
+            wave = [j for j in jobs[start:start + step] if j.depends_on not in failed]
+            subs = submit(wave)
+            submissions.extend(subs)
+            if wait:
+                for sub in subs:
+                    try:
+                        sub.handle.result()
+                    except Exception as err:  # noqa: BLE001 - a failed job must not stop the grid
+                        failed.add(sub.job.key)
+                        print(f"job {sub.job.name} failed: {str(err).strip().splitlines()[-1] if str(err).strip() else err!r}")
+
+    if options.cluster == "slurm":
+        poison_subs = submit(poisons)
+        submissions.extend(poison_subs)
+        ids = {s.job.key: str(s.handle.job_id) for s in poison_subs}
+        submissions.extend(submit(victims, ids))
+        if wait:
+            for sub in submissions:
+                try:
+                    sub.handle.result()
+                except Exception as err:  # noqa: BLE001
+                    print(f"job {sub.job.name} failed: {err}")
+        return submissions
+    run_waves(poisons)
+    run_waves(victims)
+    return submissions

@@ -1,0 +1,113 @@
+"""Planning: a grid's cells become distinct jobs (one per poison, one per victim run), skipping done ones."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from attacks import ATTACKS
+from attacks.spec import AttackSpec
+
+from .grids import Cell, grid_cells
+from .poison_job import poison_path
+from .records import read_record, record_path, results_root
+from .specs import CONTROL, VictimSpec
+
+# Rough GPU hours per job at the paper scale on one A100-class GPU (for planning, not a measurement):
+# a ResNet-18 contrastive victim is 1000 epochs of CIFAR-10; CP-C is 1000 epochs of 20 + 20 batches;
+# CP-S 200 epochs of a full pass of each player (5 PGD steps); AP-T trains a surrogate then runs
+# 250 PGD steps x 8 restarts on every image; UE-S alternates 10 batches with 20 PGD steps until 99%.
+GPU_HOURS = {"simclr": 8.0, "moco": 8.0, "byol": 10.0, "supervised": 1.0, CONTROL: 0.3,
+             "cp-c": 6.0, "cp-s": 10.0, "ue-s": 2.0, "ue-c": 1.0, "ap-t": 10.0, "ap-u": 10.0, "random": 0.01}
+ARCH_FACTOR = {"resnet18": 1.0, "resnet50": 2.5, "vgg19": 1.5, "densenet121": 3.0, "mobilenetv2": 1.0}
+DATASET_FACTOR = {"cifar10": 1.0, "cifar100": 1.0, "stl10": 1.0, "imagenet100": 8.0, "synthetic": 0.0}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One submitted call: make a poison, or train and probe a victim (after its poison)."""
+
+    kind: str  # "poison" or "victim"
+    key: str
+    attack: AttackSpec | None = None
+    victim: VictimSpec | None = None
+    probes: tuple[str, ...] = ()
+    depends_on: str | None = None  # the poison job's key
+
+    @property
+    def name(self) -> str:
+        if self.kind == "poison":
+            return f"poison-{self.attack.attack}-{self.attack.algorithm or 'na'}-{self.attack.dataset}-{self.key[:8]}"
+        attack = self.victim.attack if self.victim.poison is None else self.victim.poison.attack
+        return f"victim-{self.victim.algorithm}-{self.victim.arch}-{self.victim.dataset}-{attack}-{self.key[:8]}"
+
+    @property
+    def gpu_hours(self) -> float:
+        if self.kind == "poison":
+            return GPU_HOURS.get(self.attack.attack, 5.0) * DATASET_FACTOR.get(self.attack.dataset, 1.0)
+        return (GPU_HOURS.get(self.victim.algorithm, 8.0) * ARCH_FACTOR.get(self.victim.arch, 1.0)
+                * DATASET_FACTOR.get(self.victim.dataset, 1.0))
+
+
+@dataclass
+class Plan:
+    grid: str
+    scale: str
+    cells: list[Cell]
+    jobs: list[Job] = field(default_factory=list)  # poisons first, then victims
+    done: set[str] = field(default_factory=set)  # keys of jobs whose verified output exists
+    skipped: dict[str, list[Cell]] = field(default_factory=dict)  # attack not registered yet -> its cells
+
+    @property
+    def pending(self) -> list[Job]:
+        return [j for j in self.jobs if j.key not in self.done]
+
+    def paper_gpu_hours(self) -> float:
+        return sum(j.gpu_hours for j in self.jobs)
+
+
+def victim_done(victim: VictimSpec, probes: tuple[str, ...], results) -> bool:
+    record = read_record(record_path(results_root(results), victim.scale, victim.key))
+    return record is not None and all(p in record["metrics"] for p in probes)
+
+
+def poison_done(attack: AttackSpec, store) -> bool:
+    from attacks import Poison, PoisonError
+
+    path = poison_path(attack, store)
+    if not path.is_file():
+        return False
+    try:
+        Poison.load(path, expected_spec=attack)
+    except PoisonError:
+        return False  # corrupt or tampered: made again
+    return True
+
+
+def make_plan(grid: str, scale: str, *, results=None, store=None) -> Plan:
+    """Distinct jobs of a grid, in dependency order; a cell whose attack is not registered is skipped."""
+    plan = Plan(grid, scale, grid_cells(grid, scale))
+    probes: dict[str, list[str]] = {}
+    victims: dict[str, VictimSpec] = {}
+    poisons: dict[str, AttackSpec] = {}
+    for cell in plan.cells:
+        poison = cell.victim.poison
+        if poison is not None and poison.attack not in ATTACKS:
+            plan.skipped.setdefault(poison.attack, []).append(cell)
+            continue
+        if poison is not None:
+            poisons[poison.key] = poison
+        victims[cell.victim.key] = cell.victim
+        probes.setdefault(cell.victim.key, [])
+        if cell.probe not in probes[cell.victim.key]:
+            probes[cell.victim.key].append(cell.probe)
+    for key, attack in poisons.items():
+        plan.jobs.append(Job("poison", key, attack=attack))
+        if poison_done(attack, store):
+            plan.done.add(key)
+    for key, victim in victims.items():
+        # the training data set is always probed first (its number is the one most tables show)
+        wanted = tuple(dict.fromkeys([victim.dataset] + probes[key]))
+        plan.jobs.append(Job("victim", key, victim=victim, probes=wanted,
+                             depends_on=victim.poison.key if victim.poison else None))
+        if victim_done(victim, wanted, results):
+            plan.done.add(key)
+    return plan

@@ -1,0 +1,64 @@
+"""`bench tables` and `bench leaderboard`: rebuild the tables and the leaderboard from the records."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .records import results_root
+from .specs import SCALES
+from .tables import FORMATS, METRICS
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    """Print the grid's table(s) in --format; write <grid>.md, <grid>.tex and summary.csv (default folder:
+    <results>/tables/<scale>/; also <grid>.html or .csv when that is the format asked for)."""
+    from .grids import GRIDS
+    from .tables import build_tables, render, write_tables
+
+    GRIDS.get(args.grid)  # an unknown grid lists the valid ones
+    results = results_root(args.results)
+    tables = build_tables(args.grid, args.scale, results, args.metric)
+    print(render(tables, args.format), end="")
+    folder = Path(args.out) if args.out else results / "tables" / args.scale
+    extra = args.format if args.format in ("html", "csv") else None
+    written = write_tables(tables, folder, extra)
+    if args.format != "csv":  # keep the CSV on stdout clean for pipes
+        print(f"\nwrote {len(written)} files under {folder}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Print the leaderboard (Markdown) and write <results>/leaderboard.md and leaderboard.html."""
+    from .leaderboard import build_leaderboard, render_markdown, write_leaderboard
+
+    results = results_root(args.results)
+    lb = build_leaderboard(results, args.scale, args.metric)
+    print(render_markdown(lb), end="")
+    md, page = write_leaderboard(lb, results)
+    print(f"\nwrote {md} and {page}")
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    """Options of both commands (added per parser: cli.py already passes `parents` to add_parser)."""
+    p.add_argument("--scale", default="mini", choices=SCALES)
+    p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
+    p.add_argument("--metric", default="probe_best", choices=METRICS,
+                   help="probe protocol of contrastive victims (default: probe_best, the paper's); "
+                        "supervised victims always report their classifier's test accuracy")
+
+
+def add_report_commands(sub: argparse._SubParsersAction) -> None:
+    """Add `tables` and `leaderboard` to the `bench` sub-commands."""
+    p = sub.add_parser("tables", help="rebuild a grid's table(s) from the records, "
+                       "ours beside the paper's, with Kendall's tau and the mean difference")
+    _add_common(p)
+    p.add_argument("--grid", required=True, help="a grid name, or `all` for every table")
+    p.add_argument("--format", default="md", choices=FORMATS)
+    p.add_argument("--out", metavar="DIR", help="folder for the written tables (default: <results>/tables/<scale>)")
+    p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("leaderboard", help="rank every attack per victim, by its worst "
+                       "case over victims and by its damage; writes leaderboard.md and .html")
+    _add_common(p)
+    p.set_defaults(func=cmd_leaderboard)

@@ -1,0 +1,64 @@
+"""bench run: planning, skipping done jobs, local and debug executors agree, clear errors before submitting."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.plan import make_plan
+
+
+def _records(results: Path) -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in (results / "records" / "smoke").glob("*.json")}
+
+
+def test_dry_run_prints_the_plan_and_an_estimate(tmp_path: Path, capsys):
+    assert main(["run", "--grid", "effectiveness", "--scale", "smoke", "--dry-run",
+                 "--store", str(tmp_path), "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "poison-random-na-cifar10" in out and "victim-simclr-resnet18-cifar10-random" in out
+    assert "GPU hours" in out and "not registered yet" in out
+    assert not (tmp_path / "records").exists()  # nothing ran
+
+
+def test_local_and_debug_give_the_same_records_and_a_second_run_submits_nothing(tmp_path: Path, capsys):
+    grid = ["run", "--grid", "motivation", "--scale", "smoke"]
+    runs = {}
+    for cluster in ("debug", "local"):
+        base = tmp_path / cluster
+        assert main(grid + ["--cluster", cluster, "--store", str(base / "store"), "--results", str(base / "res")]) == 0
+        runs[cluster] = _records(base / "res")
+    assert len(runs["debug"]) == 5 and runs["debug"].keys() == runs["local"].keys()
+    for name, record in runs["debug"].items():
+        assert record["metrics"] == runs["local"][name]["metrics"], name
+        assert record["history"] == [] or [h["loss"] for h in record["history"]] == \
+            [h["loss"] for h in runs["local"][name]["history"]]
+    capsys.readouterr()
+    base = tmp_path / "local"
+    assert main(grid + ["--store", str(base / "store"), "--results", str(base / "res")]) == 0
+    assert "submitted 0 jobs" in capsys.readouterr().out
+
+
+def test_a_corrupt_record_is_run_again(tmp_path: Path):
+    main(["run", "--grid", "motivation", "--scale", "smoke", "--cluster", "debug", "--store", str(tmp_path),
+          "--results", str(tmp_path)])
+    victim = next(j for j in make_plan("motivation", "smoke", results=tmp_path, store=tmp_path).jobs
+                  if j.victim.algorithm == "simclr")
+    path = next(p for p in (tmp_path / "records" / "smoke").glob("*.json") if victim.key.startswith(p.stem))
+    path.write_text(path.read_text()[:50])  # truncated
+    plan = make_plan("motivation", "smoke", results=tmp_path, store=tmp_path)
+    assert [j.key for j in plan.pending] == [victim.key]
+
+
+def test_bad_input_is_refused_before_anything_runs(tmp_path: Path, capsys, monkeypatch):
+    assert main(["run", "--grid", "table9", "--scale", "smoke"]) == 2
+    assert "valid grids: effectiveness, downstream" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="not writable"):
+        main(["run", "--grid", "motivation", "--scale", "smoke", "--results", "/proc/cp-bench-results"])
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "missing-slurm.conf"))
+    with pytest.raises(SystemExit, match="Slurm"):
+        main(["run", "--grid", "motivation", "--scale", "smoke", "--cluster", "slurm", "--store", str(tmp_path),
+              "--results", str(tmp_path)])
+    assert not (tmp_path / "logs").exists()  # nothing submitted

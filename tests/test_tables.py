@@ -1,0 +1,300 @@
+"""Tables, agreement and leaderboard from a small hand-made set of records at the smoke scale.
+
+The records are built in tmp_path from FIXTURE (so their file names always follow the current victim keys);
+the expected renderings are frozen under tests/fixtures/expected/ (regenerate them, after checking the
+change by eye, with CP_BENCH_REGENERATE=1).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from benchmark.grids import grid_cells
+from benchmark.leaderboard import build_leaderboard, damage, render_markdown, write_leaderboard
+from benchmark.records import RECORD_FORMAT, record_path, write_json_atomic
+from benchmark.report_cli import add_report_commands
+from benchmark.tables import (CellValue, agreement, build_table, build_tables, cell_metric, kendall_tau,
+                              latex_escape, render, render_latex)
+
+SCALE = "smoke"
+EXPECTED = Path(__file__).parent / "fixtures" / "expected"
+REGENERATE = bool(os.environ.get("CP_BENCH_REGENERATE"))
+TRAIN = "synthetic (generated), train 320 images, 32 px"
+TEST = "synthetic (generated), test 160 images, 32 px"
+
+# (grid, row, column) naming a victim run -> {probed data set: (probe_best, probe_final, knn[, test_accuracy])}
+FIXTURE = {
+    ("effectiveness", "none", "cifar10/simclr"): {"cifar10": (80.04, 79.61, 75.2), "stl10": (61.27, 60.9, 55.0)},
+    ("effectiveness", "cp-s", "cifar10/simclr"): {"cifar10": (39.96, 38.2, 35.1), "stl10": (45.55, 44.0, 40.0)},
+    ("effectiveness", "cp-c", "cifar10/simclr"): {"cifar10": (60.0, 59.0, 52.3)},
+    ("effectiveness", "random", "cifar10/simclr"): {"cifar10": (76.5, 76.0, 70.0)},
+    ("effectiveness", "none", "cifar10/moco"): {"cifar10": (78.25, 77.9, 71.0)},
+    ("effectiveness", "cp-s", "cifar10/moco"): {"cifar10": (50.12, 49.0, 44.4)},
+    ("effectiveness", "untrained", "cifar10/simclr"): {"cifar10": (30.0, 29.5, 28.0), "stl10": (25.0, 24.0, 22.0)},
+    ("effectiveness", "none", "cifar100/simclr"): {"cifar100": (40.3, 39.0, 33.0)},
+    ("effectiveness", "cp-s", "cifar100/simclr"): {"cifar100": (20.0, 19.0, 15.0)},
+    ("motivation", "none", "supervised"): {"cifar10": (85.0, 84.0, 83.0, 92.33)},
+    ("motivation", "ap-t", "supervised"): {"cifar10": (20.1, 19.0, 18.0, 9.87)},
+}
+CORRUPT = ("effectiveness", "none", "cifar10/byol")  # an unreadable record counts as not measured
+
+
+def make_record(victim, metrics: dict) -> dict:
+    """A minimal valid record (the fields the aggregator reads, plus the usual provenance keys)."""
+    data = {"train": TRAIN.replace("320", "3200") if victim.dataset == "cifar100" else TRAIN,
+            "stands_for": f"{victim.dataset} -> synthetic (32 px, 32/class)",
+            "probed": {p: {"train": TRAIN, "test": TEST, "stands_for": f"{p} -> synthetic (32 px, 32/class)"}
+                       for p in metrics}}
+    out = {}
+    for probe, values in metrics.items():
+        out[probe] = dict(zip(("probe_best", "probe_final", "knn", "test_accuracy"), values))
+        out[probe]["probe_history"] = [values[1], values[0], values[1]]
+    return {"format": RECORD_FORMAT, "kind": "victim", "key": victim.key, "scale": SCALE, "victim": victim.to_dict(),
+            "attack": victim.attack, "eval": list(metrics), "data": data, "settings": {"knn_k": 200}, "metrics": out,
+            "history": [], "timing": {"train_s": 1.0, "eval_s": 1.0, "total_s": 2.0}, "seed": victim.seed}
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    cells = {(c.grid, c.row, c.column): c for c in grid_cells("all", SCALE)}
+    for where, metrics in FIXTURE.items():
+        victim = cells[where].victim
+        write_json_atomic(record_path(tmp_path, SCALE, victim.key), make_record(victim, metrics))
+    record_path(tmp_path, SCALE, cells[CORRUPT].victim.key).write_text('{"format": 1, "metr')
+    return tmp_path
+
+
+def check_expected(name: str, text: str) -> None:
+    path = EXPECTED / name
+    if REGENERATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs from tests/fixtures/expected/{name}"
+
+
+def bench(argv: list[str]) -> int:
+    """Run a sub-command through a parser wired as benchmark/cli.py wires it (every sub-parser gets the
+    global options through `parents`)."""
+    parser = argparse.ArgumentParser(prog="bench")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-root", default=argparse.SUPPRESS)
+    common.add_argument("--store", default=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: add_parser(*a, parents=[common], **k)
+    add_report_commands(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+def test_cell_metric_protocols():
+    sup = {"victim": {"algorithm": "supervised"}, "metrics": {"cifar10": {"probe_best": 1.0, "probe_final": 2.0,
+                                                                          "knn": 3.0, "test_accuracy": 4.0}}}
+    assert [cell_metric(sup, "cifar10", m) for m in ("probe_best", "probe_final", "knn")] == [4.0, 4.0, 4.0]
+    con = {"victim": {"algorithm": "simclr"}, "metrics": sup["metrics"]}
+    assert [cell_metric(con, "cifar10", m) for m in ("probe_best", "probe_final", "knn")] == [1.0, 2.0, 3.0]
+    assert cell_metric(con, "stl10") is None and cell_metric(None, "cifar10") is None
+    with pytest.raises(ValueError, match="unknown metric"):
+        cell_metric(con, "cifar10", "top5")
+
+
+def test_table_values_by_hand(results):
+    t = build_table("effectiveness", SCALE, results)
+    cells = {(c.row, c.column): c for c in t.cells}
+    assert t.rows == ["none", "random", "cp-s", "cp-c", "untrained"]
+    assert cells[("cp-s", "cifar10/simclr")] == CellValue(
+        "effectiveness", "cp-s", "cifar10/simclr", 39.96, 44.9, (f"cifar10 -> {TRAIN}",))
+    assert cells[("none", "cifar10/byol")].ours is None  # corrupt record
+    assert [cells[("untrained", c)].ours for c in t.columns] == [30.0] * 3 + [None] * 4
+    assert cells[("untrained", "cifar10/moco")].paper is None
+    knn = {(c.row, c.column): c.ours for c in build_table("effectiveness", SCALE, results, "knn").cells}
+    assert knn[("cp-s", "cifar10/simclr")] == 35.1
+    # transfer_supervised has no control row in its grid: it is derived, last, from each column's victim
+    ts = build_table("transfer_supervised", SCALE, results)
+    assert ts.rows[-1] == "untrained" and [c.ours for c in ts.cells if c.row == "untrained"] == [30.0, 30.0]
+    assert {(c.row, c.column): c.ours for c in ts.cells}[("ap-t", "supervised")] == 9.87  # test accuracy
+
+
+def test_rendered_tables_equal_the_expected_files(results, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert bench(["tables", "--grid", "all", "--scale", SCALE, "--results", str(results), "--format", "csv",
+                  "--out", str(out)]) == 0
+    check_expected("all.csv", capsys.readouterr().out)
+    for grid in ("effectiveness", "transfer_supervised", "downstream"):
+        check_expected(f"{grid}.md", (out / f"{grid}.md").read_text())
+        check_expected(f"{grid}.tex", (out / f"{grid}.tex").read_text())
+    check_expected("summary.csv", (out / "summary.csv").read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{g}.{e}" for g in ("effectiveness", "downstream", "architectures", "transfer_supervised",
+                               "transfer_algorithms", "motivation") for e in ("md", "tex", "csv")] + ["summary.csv"])
+
+
+def test_tables_command_prints_and_writes_under_results(results, capsys):
+    assert bench(["tables", "--grid", "effectiveness", "--scale", SCALE, "--results", str(results)]) == 0
+    printed = capsys.readouterr().out
+    folder = results / "tables" / SCALE
+    md = (folder / "effectiveness.md").read_text()
+    assert printed.startswith(md) and "wrote 3 files" in printed
+    assert "| cp-s      |  40.0 (paper 44.9, -4.9) |" in md
+    assert "Data: cifar10 -> synthetic (generated), train 320 images, 32 px; cifar100 -> synthetic" in md
+    assert "over 8 measured cells: Kendall's tau 0.91, mean |ours - paper| 10.1 points." in md  # see below
+    assert (folder / "effectiveness.tex").read_text() == render(build_tables("effectiveness", SCALE, results),
+                                                                "latex")
+    # a second grid adds its row to summary.csv, the first stays
+    assert bench(["tables", "--grid", "motivation", "--scale", SCALE, "--results", str(results), "--format", "html"]) == 0
+    assert "<caption>Table motivation, scale smoke." in capsys.readouterr().out
+    summary = (folder / "summary.csv").read_text().splitlines()
+    assert summary[0] == "grid,cells_measured,kendall_tau,mean_abs_diff,scale"
+    assert [line.split(",")[0] for line in summary[1:]] == ["effectiveness", "motivation"]
+    # none/supervised, none/simclr, none/moco, ap-t/supervised: C = 5, D = 0, one tie in the paper (91.8)
+    assert summary[2] == "motivation,4,0.9129,7.7875,smoke"  # (2.27 + 11.76 + 13.55 + 3.57) / 4
+
+
+def test_effectiveness_agreement_by_hand(results):
+    a = build_table("effectiveness", SCALE, results).agreement
+    ours = [80.04, 78.25, 40.3, 76.5, 39.96, 50.12, 20.0, 60.0]  # none x3, random, cp-s x3, cp-c
+    paper = [91.8, 91.8, 63.6, 90.4, 44.9, 55.1, 19.9, 68.0]
+    assert a.cells_measured == 8
+    assert a.mean_abs_diff == pytest.approx(sum(abs(o - p) for o, p in zip(ours, paper)) / 8)
+    assert a.mean_abs_diff == pytest.approx(80.53 / 8)
+    # 28 pairs: the paper ties once (91.8, 91.8); one pair is discordant: cp-s/cifar10/moco (50.12, paper 55.1)
+    # against none/cifar100/simclr (40.3, paper 63.6); the other 26 are concordant
+    assert a.kendall_tau == pytest.approx((26 - 1) / (27 * 28) ** 0.5)
+
+
+def test_latex_escapes_and_is_a_table_environment(results):
+    assert latex_escape("a_b & 50% #1 {x} ~ ^ \\ cifar10->stl10") == (
+        r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{} cifar10$\to$stl10")
+    tex = render_latex(build_table("downstream", SCALE, results))
+    assert tex.startswith("\\begin{table}") and tex.endswith("\\end{table}\n")
+    assert all(tok in tex for tok in ("\\toprule", "\\midrule", "\\bottomrule", "\\caption{", "cifar10$\\to$stl10"))
+    assert "->" not in tex and "_" not in tex.replace("\\_", "")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed on this machine")
+def test_latex_compiles(results, tmp_path):
+    tables = build_tables("all", SCALE, results)
+    doc = ("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+           + "\n".join(render_latex(t) for t in tables) + "\\end{document}\n")
+    (tmp_path / "doc.tex").write_text(doc)
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 0
+
+
+# ---------------------------------------------------------------------------------------------- agreement
+
+def test_kendall_tau():
+    values = [91.8, 90.4, 44.9, 68.0, 63.6, 58.5, 19.9, 34.7, 91.8]  # one tie
+    assert kendall_tau(values, values) == pytest.approx(1.0)
+    assert kendall_tau(values, [200 - v for v in values]) == pytest.approx(-1.0)
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert kendall_tau([12, 2, 1, 12, 2], [1, 4, 7, 1, 0]) == pytest.approx(-0.47140452079103173)  # scipy's docs
+    assert kendall_tau([1.0], [2.0]) is None and kendall_tau([], []) is None
+    assert kendall_tau([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_agreement_of_a_table_against_itself_and_reversed():
+    cells = [CellValue("g", f"r{i}", "c", None, v) for i, v in enumerate([91.8, 44.9, 68.0, 19.9, 91.8, 55.1])]
+    same = agreement([CellValue(c.grid, c.row, c.column, c.paper, c.paper) for c in cells])
+    assert (same.cells_measured, same.kendall_tau, same.mean_abs_diff) == (6, pytest.approx(1.0), 0.0)
+    flipped = agreement([CellValue(c.grid, c.row, c.column, 120 - c.paper, c.paper) for c in cells])
+    assert flipped.kendall_tau == pytest.approx(-1.0)
+    one = agreement(cells[:1] + [CellValue("g", "x", "c", 50.0, 44.9)])
+    assert (one.cells_measured, one.kendall_tau, one.mean_abs_diff) == (1, None, pytest.approx(5.1))
+    assert agreement(cells) == type(one)(0, None, None)
+
+
+# ---------------------------------------------------------------------------------------------- leaderboard
+
+def test_damage_by_hand():
+    assert damage(80.0, 40.0, 30.0) == pytest.approx(0.8)
+    assert damage(80.0, 80.0, 30.0) == 0.0
+    assert damage(80.0, 20.0, 30.0) == pytest.approx(1.2)  # below the random-weights floor
+    assert damage(30.0, 20.0, 30.0) is None and damage(80.0, None, 30.0) is None and damage(80.0, 40.0, None) is None
+
+
+def test_leaderboard_by_hand(results):
+    lb = build_leaderboard(results, SCALE)
+    by = {(e.attack, e.victim.label): e for e in lb.entries}
+    e = by[("cp-s@simclr", "simclr/resnet18 cifar10->cifar10")]  # effectiveness and transfer_algorithms: one entry
+    assert (e.ours, e.paper, e.clean, e.untrained, e.paper_clean) == (39.96, 44.9, 80.04, 30.0, 91.8)
+    assert e.damage == pytest.approx((80.04 - 39.96) / (80.04 - 30.0))
+    assert len(lb.entries) == len(set(by))  # deduplicated
+    assert by[("cp-s@simclr", "simclr/resnet18 cifar100->cifar100")].damage is None  # no untrained record
+    ap = by[("ap-t", "supervised/resnet18 cifar10->cifar10")]
+    assert (ap.ours, ap.clean, ap.paper) == (9.87, 92.33, 8.7)  # the tables' 8.7 (figure 1 says 6.3)
+    standings = [(r, s.attack, s.victims, s.worst, s.worst_victim) for r, s in lb.standings()]
+    assert standings == [(1, "ap-t", 1, 9.87, "supervised/resnet18 cifar10->cifar10"),
+                         (2, "cp-s@simclr", 3, 45.55, "simclr/resnet18 cifar10->stl10"),
+                         (3, "cp-s@moco", 1, 50.12, "moco/resnet18 cifar10->cifar10"),
+                         (4, "cp-c@simclr", 1, 60.0, "simclr/resnet18 cifar10->cifar10"),
+                         (5, "random", 1, 76.5, "simclr/resnet18 cifar10->cifar10")]
+    cps = dict((s.attack, s) for _, s in lb.standings())["cp-s@simclr"]
+    assert cps.paper_worst == 44.9
+    assert cps.worst_damage == pytest.approx((61.27 - 45.55) / (61.27 - 25.0))
+    assert lb.damage_ranks() == {"ap-t": 1, "cp-s@moco": 2, "cp-s@simclr": 3, "cp-c@simclr": 4, "random": 5}
+    ranked = [(r, e.attack, e.ours) for r, e in lb.ranked(e.victim)]
+    assert ranked == [(1, "cp-s@simclr", 39.96), (2, "cp-c@simclr", 60.0), (3, "random", 76.5)]
+
+
+class Rows(HTMLParser):
+    """The text of every table row's cells."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.cell, self.tags = [], None, []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.rows[-1].append(self.cell.strip())
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def test_leaderboard_files_and_html(results):
+    lb = build_leaderboard(results, SCALE)
+    md, page = write_leaderboard(lb, results)
+    assert md == results / "leaderboard.md" and md.read_text() == render_markdown(lb)
+    check_expected("leaderboard.md", md.read_text())
+    text = page.read_text()
+    parser = Rows()
+    parser.feed(text)
+    parser.close()
+    assert text.startswith("<!DOCTYPE html>") and {"style", "script", "table"} <= set(parser.tags)
+    assert "src=" not in text and "href=" not in text and "http" not in text  # self-contained
+    rows = parser.rows
+    for victim in lb.victims():
+        for rank, e in lb.ranked(victim):
+            assert [str(rank), e.attack, f"{e.ours:.1f}", "-" if e.paper is None else f"{e.paper:.1f}",
+                    "-" if e.damage is None else f"{e.damage:.2f}"] in rows
+    for rank, s in lb.standings():
+        assert [str(rank), s.attack, str(s.victims), f"{s.worst:.1f}", s.worst_victim] == \
+            next(r[:5] for r in rows if r[:2] == [str(rank), s.attack])
+    assert ["-", "cp-c@moco", "-", "60.9", "-"] in rows  # pending on simclr/resnet18 cifar10->cifar10, with the paper
+    assert ["-", "cp-s@byol", "-", "59.6", "-"] not in rows  # no byol victim is measured: no byol section
+
+
+def test_leaderboard_command(results, capsys):
+    assert bench(["leaderboard", "--scale", SCALE, "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith((results / "leaderboard.md").read_text()) and (results / "leaderboard.html").is_file()
