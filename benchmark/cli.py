@@ -152,8 +152,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .grids import distinct_jobs, grid_cells
     from .plan import Job, make_plan
 
-    plan = make_plan(args.grid, args.scale, results=args.results, store=args.store)
-    paper_poisons, paper_victims = distinct_jobs(grid_cells(args.grid, "paper"))
+    plan = make_plan(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
+                     columns=args.columns)
+    selected = {(c.grid, c.row, c.column) for c in plan.cells}
+    paper_poisons, paper_victims = distinct_jobs([c for c in grid_cells(args.grid, "paper")
+                                                  if (c.grid, c.row, c.column) in selected])
     paper_hours = sum(Job("poison", k, attack=a).gpu_hours for k, a in paper_poisons.items()) + \
         sum(Job("victim", k, victim=v).gpu_hours for k, v in paper_victims.items())
     print(f"grid {args.grid} at the {args.scale} scale: {len(plan.cells)} cells, {len(plan.jobs)} jobs "
@@ -165,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                  next((d.name for d in plan.jobs if d.key == j.depends_on), "-"), ",".join(j.probes) or "-"]
                 for j in plan.jobs]
         print(tabulate(rows, headers=["job", "kind", "state", "after", "probes"]))
-        print(f"estimate at the paper scale: {paper_hours:,.0f} GPU hours for the grid's {len(paper_poisons)} "
+        print(f"estimate at the paper scale: {paper_hours:,.0f} GPU hours for these cells' {len(paper_poisons)} "
               f"poisons and {len(paper_victims)} victims (rough, one A100-class GPU; table in benchmark/plan.py)")
         return 0
     check_results_writable(args.results)
@@ -176,7 +179,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_controller()
         options.slurm = slurm_parameters(args)
     submissions = dispatch(plan, options, data_root=args.data_root, store=args.store, results=args.results)
-    after = make_plan(args.grid, args.scale, results=args.results, store=args.store)
+    after = make_plan(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
+                      columns=args.columns)
     print(f"submitted {len(submissions)} jobs; now {len(after.done)} of {len(after.jobs)} jobs done "
           f"(bench cells --grid {args.grid} --scale {args.scale} shows every cell)")
     return 0 if len(after.done) == len(after.jobs) else 1
@@ -242,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="smoke", help="smoke, mini or paper")
     p.add_argument("--cluster", default="local", choices=["local", "slurm", "debug"],
                    help="local: subprocesses on this machine; slurm: a Slurm cluster; debug: in this process")
+    p.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows of the grid (e.g. none random)")
+    p.add_argument("--columns", nargs="+", metavar="COLUMN", help="only these columns (e.g. cifar10/simclr)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and a GPU-hour estimate, submit nothing")
     p.add_argument("--parallel", type=int, default=1, help="jobs at a time (local) / array parallelism (slurm)")
     p.add_argument("--gpus-per-job", type=int, default=0, help="run each job as N processes under torch.distributed")

@@ -100,10 +100,12 @@ def make_executor(options: DispatchOptions, folder: Path):
         return executor
     if options.cluster == "slurm":
         executor = submitit.AutoExecutor(folder, cluster="slurm")
-        params = {f"slurm_{k}": v for k, v in options.slurm.items() if v is not None}
+        params = {f"slurm_{k}": v for k, v in options.slurm.items()
+                  if v is not None and k not in ("array_parallelism", "additional_parameters")}
         if options.gpus_per_job:
             params.update(slurm_gpus_per_node=options.gpus_per_job, slurm_tasks_per_node=options.gpus_per_job)
-        executor.update_parameters(slurm_array_parallelism=options.parallel, **params)
+        executor.update_parameters(slurm_array_parallelism=options.slurm.get("array_parallelism", options.parallel),
+                                   **params)
         return executor
     raise ValueError(f"unknown cluster {options.cluster!r}; valid clusters: {', '.join(CLUSTERS)}")
 
@@ -123,10 +125,11 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
     def submit(jobs: list[Job], dependency: dict[str, str] | None = None) -> list[Submission]:
         out = []
         for job in jobs:
-            if options.cluster == "slurm" and dependency and job.depends_on in dependency:
-                executor.update_parameters(slurm_additional_parameters={"dependency": f"afterok:{dependency[job.depends_on]}"})
-            elif options.cluster == "slurm":
-                executor.update_parameters(slurm_additional_parameters={})
+            if options.cluster == "slurm":
+                extra = dict(options.slurm.get("additional_parameters", {}))
+                if dependency and job.depends_on in dependency:
+                    extra["dependency"] = f"afterok:{dependency[job.depends_on]}"
+                executor.update_parameters(slurm_additional_parameters=extra)
             executor.update_parameters(name=job.name) if options.cluster != "debug" else None
             threads = None if options.cluster == "slurm" else torch.get_num_threads()
             handle = executor.submit(JobCall(job, data_root, store_path, results_path, threads))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from attacks import ATTACKS
+from victims.registry import UnknownNameError
 from attacks.spec import AttackSpec
 
 from .grids import Cell, grid_cells
@@ -82,9 +83,19 @@ def poison_done(attack: AttackSpec, store) -> bool:
     return True
 
 
-def make_plan(grid: str, scale: str, *, results=None, store=None) -> Plan:
-    """Distinct jobs of a grid, in dependency order; a cell whose attack is not registered is skipped."""
-    plan = Plan(grid, scale, grid_cells(grid, scale))
+def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str] | None = None,
+              columns: list[str] | None = None) -> Plan:
+    """Distinct jobs of a grid (or of the given rows/columns of it), in dependency order; a cell whose
+    attack is not registered is skipped."""
+    cells = grid_cells(grid, scale)
+    for wanted, attr in ((rows, "row"), (columns, "column")):
+        if wanted:
+            valid = list(dict.fromkeys(getattr(c, attr) for c in cells))
+            unknown = [w for w in wanted if w not in valid]
+            if unknown:
+                raise UnknownNameError(attr, unknown[0], valid)
+            cells = [c for c in cells if getattr(c, attr) in wanted]
+    plan = Plan(grid, scale, cells)
     probes: dict[str, list[str]] = {}
     victims: dict[str, VictimSpec] = {}
     poisons: dict[str, AttackSpec] = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "slurm" / "profiles"
 KEYS = ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "account", "qos",
-        "signal_delay_s")
+        "signal_delay_s", "array_parallelism", "additional_parameters")
 
 
 def load_profile(name_or_path: str) -> dict:
@@ -22,7 +22,6 @@ def load_profile(name_or_path: str) -> dict:
         raise SystemExit(f"bench run: no Slurm profile {name_or_path!r}; profiles in {PROFILE_DIR}: "
                          f"{', '.join(names) or '(none)'}, or give a path to a .toml file")
     profile = tomllib.loads(path.read_text())
-    profile.pop("array_parallelism", None)
     unknown = sorted(set(profile) - set(KEYS))
     if unknown:
         raise SystemExit(f"bench run: unknown keys {unknown} in {path}; valid keys: {', '.join(KEYS)}")
