@@ -130,7 +130,6 @@ def cmd_cells(args: argparse.Namespace) -> int:
 
 def check_results_writable(results) -> None:
     """Fail before submitting anything when the results folder cannot be written."""
-    import os
     import tempfile
 
     from .records import results_root
@@ -143,7 +142,6 @@ def check_results_writable(results) -> None:
     except OSError as err:
         raise SystemExit(f"bench run: the results folder {folder} is not writable ({err.strerror}); "
                          f"pass --results DIR or set BENCH_RESULTS to a writable folder") from None
-    del os
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -130,7 +130,8 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
                 if dependency and job.depends_on in dependency:
                     extra["dependency"] = f"afterok:{dependency[job.depends_on]}"
                 executor.update_parameters(slurm_additional_parameters=extra)
-            executor.update_parameters(name=job.name) if options.cluster != "debug" else None
+            if options.cluster != "debug":
+                executor.update_parameters(name=job.name)
             threads = None if options.cluster == "slurm" else torch.get_num_threads()
             handle = executor.submit(JobCall(job, data_root, store_path, results_path, threads))
             out.append(Submission(job, handle, write_ledger(store, plan.scale, job, handle, options.cluster)))

@@ -158,8 +158,8 @@ def embedding_stats(algorithm: Algorithm, trainer: Trainer, images: torch.Tensor
     """Alignment and uniformity of the algorithm's embeddings of two views of fixed images (eval mode)."""
     was_training = algorithm.training
     algorithm.eval()
-    v1, v2 = trainer.views(to_float(images.to(trainer.device)), salt=-1)[:2] if algorithm.contrastive else \
-        (trainer.views(to_float(images.to(trainer.device)), salt=-1)[0],) * 2
+    views = trainer.views(to_float(images.to(trainer.device)), salt=-1)
+    v1, v2 = (views * 2)[:2]  # a supervised algorithm has one view: its alignment is 0 by definition
     z1, z2 = algorithm.embed(v1), algorithm.embed(v2)
     algorithm.train(was_training)
     return {"alignment": float(alignment(z1, z2)), "uniformity": float(uniformity(torch.cat([z1, z2])))}
@@ -205,8 +205,7 @@ def fit(algorithm: Algorithm, images: torch.Tensor, labels: torch.Tensor, config
         for step in range(steps):
             batch = order[step * config.batch_size:(step + 1) * config.batch_size]
             batch = batch[rank() * local:(rank() + 1) * local]
-            ids = batch.to(data.device)
-            x = data[ids]
+            x = data[batch.to(data.device)]
             y = targets[batch.to(device)]
             if perturbation is not None:
                 x = apply_delta(x, perturbation.rows(batch, labels[batch]))
