@@ -27,20 +27,29 @@ def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
 
 def generate_poison(spec: AttackSpec | dict, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, *,
                     device: torch.device | str = "cpu", workdir: str | os.PathLike | None = None,
-                    progress: bool = True) -> Poison:
-    """Look up `spec.attack` in ATTACKS and make its poison for uint8 `images` with `labels` and ids `index`."""
+                    progress: bool = True, inputs: dict[str, Poison] | None = None) -> Poison:
+    """Look up `spec.attack` in ATTACKS and make its poison for uint8 `images` with `labels` and ids `index`.
+
+    `inputs` holds the poisons the attack `requires` (by spec key); one not given is generated here first
+    (under `workdir`/requires/ when a workdir is given)."""
     spec = spec if isinstance(spec, AttackSpec) else AttackSpec.from_dict(spec)
     if spec.is_clean:
         raise ValueError("attack 'none' means clean data: there is no poison to generate")
-    attack = ATTACKS.get(spec.attack)()
+    attack = ATTACKS.get(spec.attack)(inputs)
     check_inputs(images, labels, index)
+    for needed in attack.requires(spec):
+        if needed.key not in attack.inputs:
+            sub = None if workdir is None else os.path.join(workdir, "requires", needed.key[:20])
+            attack.inputs[needed.key] = generate_poison(needed, images, labels, index, device=device, workdir=sub,
+                                                        progress=progress)
     poison = attack.generate(spec, images, labels, index, device=device, workdir=workdir, progress=progress)
     if poison.per != attack.per or canonical_key(poison.spec) != spec.key:
         raise RuntimeError(f"attack {spec.attack!r} returned a poison for per={poison.per!r}, spec {poison.spec}")
     return poison
 
 
-from . import random_noise  # noqa: E402,F401  (registers "random")
+from . import contrastive_poisoning, random_noise  # noqa: E402,F401  (register "cp-c", "cp-s", "random")
+from . import adversarial, unlearnable  # noqa: E402,F401  (register "ap-t", "ap-u", "ue-c", "ue-s")
 
 __all__ = ["ATTACKS", "Attack", "AttackParamError", "AttackSpec", "Poison", "PoisonError", "UnknownNameError",
            "generate_poison", "params", "register_attack"]

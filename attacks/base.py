@@ -41,8 +41,15 @@ class Attack(ABC):
     per: ClassVar[str] = "sample"
     defaults: ClassVar[dict[str, Any]] = {}
 
+    def __init__(self, inputs: dict[str, Poison] | None = None):
+        self.inputs: dict[str, Poison] = dict(inputs or {})  # the poisons of `requires`, by spec key
+
     def params(self, spec: AttackSpec) -> dict[str, Any]:
         return params(spec, self.defaults)
+
+    def requires(self, spec: AttackSpec) -> list[AttackSpec]:
+        """Poisons this one starts from (made first and handed over in `inputs`); none by default."""
+        return []
 
     @abstractmethod
     def generate(self, spec: AttackSpec, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, *,

@@ -55,9 +55,9 @@ def cmd_victim(args: argparse.Namespace) -> int:
 
     init_from_env()  # several processes when launched by torchrun (or submitit with --gpus-per-job)
 
-    from attacks.spec import AttackSpec
+    from .grids import attack_spec
 
-    poison = None if args.attack == "none" else AttackSpec(args.attack, args.dataset, scale=args.scale)
+    poison = attack_spec(args.attack, args.dataset, args.algorithm, args.scale)  # made with ResNet-18, as in the paper
     spec = VictimSpec(args.algorithm, args.arch, args.dataset, poison, scale=args.scale, seed=args.seed)
     eval_spec = EvalSpec(tuple(args.eval or [args.dataset]))
     record = run_victim(spec, eval_spec, data_root=args.data_root, store=args.store, results=args.results,
@@ -207,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--scale", default="smoke")
     p.add_argument("--seed", type=int, default=1112)
-    p.add_argument("--attack", default="none", help="train on data poisoned by this attack (e.g. random)")
+    p.add_argument("--attack", default="none",
+                   help="train on data poisoned by this attack: random, cp-s, cp-c, ue-s, ue-c, ap-t, ap-u; "
+                        "cp-s@moco = CP-S made with MoCo (default: made with the victim's algorithm)")
     p.add_argument("--eval", nargs="*", metavar="DATASET", help="data sets to probe (default: the training set)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")

@@ -112,12 +112,14 @@ def make_executor(options: DispatchOptions, folder: Path):
 
 def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None, results=None,
              wait: bool = True) -> list[Submission]:
-    """Submit the plan's pending jobs. On debug/local, waits for each wave (poisons, then victims)."""
+    """Submit the plan's pending jobs. On debug/local, waits for each wave (poisons, poisons made from other
+    poisons, then victims); on Slurm, each job depends (afterok) on the job it builds on."""
     store_path, results_path = str(store_root(store)), str(results_root(results))
     folder = store_root(store) / "logs" / plan.scale / "%j"
     executor = make_executor(options, folder)
     pending = plan.pending
-    poisons = [j for j in pending if j.kind == "poison"]
+    poisons = [j for j in pending if j.kind == "poison" and j.depends_on is None]
+    derived = [j for j in pending if j.kind == "poison" and j.depends_on is not None]  # CP-S after its CP-C
     victims = [j for j in pending if j.kind == "victim"]
     submissions: list[Submission] = []
     failed: set[str] = set()
@@ -153,8 +155,10 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
 
     if options.cluster == "slurm":
         poison_subs = submit(poisons)
-        submissions.extend(poison_subs)
         ids = {s.job.key: str(s.handle.job_id) for s in poison_subs}
+        derived_subs = submit(derived, ids)
+        ids.update({s.job.key: str(s.handle.job_id) for s in derived_subs})
+        submissions.extend(poison_subs + derived_subs)
         submissions.extend(submit(victims, ids))
         if wait:
             for sub in submissions:
@@ -164,5 +168,6 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
                     print(f"job {sub.job.name} failed: {err}")
         return submissions
     run_waves(poisons)
+    run_waves(derived)
     run_waves(victims)
     return submissions

@@ -110,9 +110,15 @@ def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str
         probes.setdefault(cell.victim.key, [])
         if cell.probe not in probes[cell.victim.key]:
             probes[cell.victim.key].append(cell.probe)
-    for key, attack in poisons.items():
-        plan.jobs.append(Job("poison", key, attack=attack))
-        if poison_done(attack, store):
+    # a poison that starts from another (CP-S from CP-C) depends on that poison's job, added when missing
+    needs: dict[str, str] = {}
+    for key, attack in list(poisons.items()):
+        for needed in ATTACKS.get(attack.attack)().requires(attack):
+            poisons.setdefault(needed.key, needed)
+            needs[key] = needed.key
+    for key in sorted(poisons, key=lambda k: k in needs):  # independent poisons first
+        plan.jobs.append(Job("poison", key, attack=poisons[key], depends_on=needs.get(key)))
+        if poison_done(poisons[key], store):
             plan.done.add(key)
     for key, victim in victims.items():
         # the training data set is always probed first (its number is the one most tables show)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from attacks import Poison, generate_poison
+from attacks import ATTACKS, Poison, generate_poison
 from attacks.spec import AttackSpec
 
 from .paths import store_root
@@ -27,11 +27,14 @@ def make_poison(spec: AttackSpec, *, data_root=None, store=None, device=None, pr
     existing = load_poison(spec, store)
     if existing is not None:
         return existing
+    # poisons this one starts from (CP-S from CP-C) are made, or reused, and stored first
+    inputs = {needed.key: make_poison(needed, data_root=data_root, store=store, device=device, progress=progress)
+              for needed in ATTACKS.get(spec.attack)().requires(spec)}
     data = load_split(get_scale(spec.scale), spec.dataset, "train", data_root=data_root, store=store)
     path = poison_path(spec, store)
     started = time.perf_counter()
     poison = generate_poison(spec, data.images, data.labels, data.index, device=device or default_device(),
-                             workdir=path.with_suffix(".work"), progress=progress)
+                             workdir=path.with_suffix(".work"), progress=progress, inputs=inputs)
     poison.save(path)
     if progress:
         print(f"poison {spec.attack} ({spec.key[:12]}) made in {time.perf_counter() - started:.1f} s: {path}")

@@ -5,11 +5,12 @@ Only settings change between scales, never the cells. `paper` holds the official
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+from attacks.settings import MODELS
+from victims.train import TrainConfig
 from victims.probe import ProbeConfig
 from victims.registry import UnknownNameError
-from victims.train import TrainConfig
 
 from .specs import SCALES
 
@@ -53,21 +54,11 @@ class Scale:
             f"{dataset} ({', '.join(parts)})"
 
 
-_PAPER_TRAIN = {
-    "simclr": TrainConfig(epochs=1000, batch_size=512, lr=0.5, weight_decay=1e-4, warmup_epochs=10),
-    "moco": TrainConfig(epochs=1000, batch_size=512, lr=0.3, weight_decay=1e-4, warmup_epochs=10),
-    "byol": TrainConfig(epochs=1000, batch_size=512, lr=1.0, weight_decay=1e-4, warmup_epochs=10),
-    "supervised": TrainConfig(epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=0),
-}
-
 PAPER = Scale(
-    name="paper", width=1.0,
+    name="paper", width=MODELS["paper"].width,
     data={"cifar10": DataSource("cifar10", 32), "cifar100": DataSource("cifar100", 32),
           "stl10": DataSource("stl10", 96), "imagenet100": DataSource("imagenet100", 224, image_size=256)},
-    train=_PAPER_TRAIN,
-    algorithm_settings={"simclr": {"temperature": 0.5, "out_dim": 128},
-                        "moco": {"temperature": 0.2, "queue_size": 4096, "momentum": 0.99, "out_dim": 128},
-                        "byol": {"momentum": 0.999, "hidden_dim": 4096, "out_dim": 256}},
+    train=MODELS["paper"].train, algorithm_settings=MODELS["paper"].algorithm_settings,
     probe=ProbeConfig(),
 )
 
@@ -75,36 +66,22 @@ PAPER = Scale(
 # ~13 minutes per contrastive victim on 2 cores. Batch 256 (half the paper's), paper learning rates except
 # BYOL's, halved with the batch; MoCo's queue keeps about the paper's share of the training set
 # (4096 / 50,000 -> 1024 / 10,000). A calibration run of SimCLR here: probe 48.4% vs 26.2% untrained.
-_MINI_TRAIN = {
-    "simclr": TrainConfig(epochs=25, batch_size=256, lr=0.5, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5),
-    "moco": TrainConfig(epochs=25, batch_size=256, lr=0.3, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5),
-    "byol": TrainConfig(epochs=25, batch_size=256, lr=0.5, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5),
-    "supervised": TrainConfig(epochs=40, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=0,
-                              checkpoint_every=5),
-}
-
+# The networks and optimiser settings are attacks/settings.py's (shared with the attackers).
 MINI = Scale(
-    name="mini", width=0.125,
+    name="mini", width=MODELS["mini"].width,
     data={"cifar10": DataSource("cifar10", 32, train_per_class=1000),
           "cifar100": DataSource("cifar100", 32),
           "stl10": DataSource("imagenette", 32, image_size=96),
           "imagenet100": DataSource("imagenette", 64, image_size=64)},
-    train=_MINI_TRAIN,
-    algorithm_settings={"simclr": {"temperature": 0.5, "out_dim": 128},
-                        "moco": {"temperature": 0.2, "queue_size": 1024, "momentum": 0.99, "out_dim": 128},
-                        "byol": {"momentum": 0.99, "hidden_dim": 512, "out_dim": 128}},
+    train=MODELS["mini"].train, algorithm_settings=MODELS["mini"].algorithm_settings,
     probe=ProbeConfig(epochs=100, augment=False),
 )
 
 SMOKE = Scale(
-    name="smoke", width=0.125,
+    name="smoke", width=MODELS["smoke"].width,
     data={name: DataSource("synthetic", 32, train_per_class=32, test_per_class=16)
           for name in ("cifar10", "cifar100", "stl10", "imagenet100")},
-    train={name: replace(cfg, epochs=2, batch_size=64, warmup_epochs=1, checkpoint_every=1)
-           for name, cfg in _MINI_TRAIN.items()},
-    algorithm_settings={"simclr": {"temperature": 0.5, "out_dim": 32},
-                        "moco": {"temperature": 0.2, "queue_size": 256, "momentum": 0.99, "out_dim": 32},
-                        "byol": {"momentum": 0.99, "hidden_dim": 64, "out_dim": 32}},
+    train=MODELS["smoke"].train, algorithm_settings=MODELS["smoke"].algorithm_settings,
     probe=ProbeConfig(epochs=10, batch_size=128, milestones=(6, 8), augment=False),
     knn_k=20,
 )

@@ -14,17 +14,21 @@ def _records(results: Path) -> dict[str, dict]:
     return {p.name: json.loads(p.read_text()) for p in (results / "records" / "smoke").glob("*.json")}
 
 
-def test_dry_run_prints_the_plan_and_an_estimate(tmp_path: Path, capsys):
+def test_dry_run_prints_the_plan_and_an_estimate(tmp_path: Path, capsys, monkeypatch):
+    from attacks import ATTACKS
+
+    monkeypatch.delitem(ATTACKS._items, "cp-c")  # an attack not registered (yet): its cells are skipped
     assert main(["run", "--grid", "effectiveness", "--scale", "smoke", "--dry-run",
                  "--store", str(tmp_path), "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "poison-random-na-cifar10" in out and "victim-simclr-resnet18-cifar10-random" in out
-    assert "GPU hours" in out and "not registered yet" in out
+    assert "poison-cp-s-simclr-cifar10" in out and "poison-cp-c-simclr-cifar10" in out  # CP-S needs its CP-C
+    assert "GPU hours" in out and "cells of attack 'cp-c', which is not registered yet" in out
     assert not (tmp_path / "records").exists()  # nothing ran
 
 
 def test_local_and_debug_give_the_same_records_and_a_second_run_submits_nothing(tmp_path: Path, capsys):
-    grid = ["run", "--grid", "motivation", "--scale", "smoke"]
+    grid = ["run", "--grid", "motivation", "--scale", "smoke", "--rows", "none", "untrained"]
     runs = {}
     for cluster in ("debug", "local"):
         base = tmp_path / cluster
@@ -42,13 +46,14 @@ def test_local_and_debug_give_the_same_records_and_a_second_run_submits_nothing(
 
 
 def test_a_corrupt_record_is_run_again(tmp_path: Path):
+    rows = ["none", "untrained"]
     main(["run", "--grid", "motivation", "--scale", "smoke", "--cluster", "debug", "--store", str(tmp_path),
-          "--results", str(tmp_path)])
-    victim = next(j for j in make_plan("motivation", "smoke", results=tmp_path, store=tmp_path).jobs
+          "--results", str(tmp_path), "--rows", *rows])
+    victim = next(j for j in make_plan("motivation", "smoke", results=tmp_path, store=tmp_path, rows=rows).jobs
                   if j.victim.algorithm == "simclr")
     path = next(p for p in (tmp_path / "records" / "smoke").glob("*.json") if victim.key.startswith(p.stem))
     path.write_text(path.read_text()[:50])  # truncated
-    plan = make_plan("motivation", "smoke", results=tmp_path, store=tmp_path)
+    plan = make_plan("motivation", "smoke", results=tmp_path, store=tmp_path, rows=rows)
     assert [j.key for j in plan.pending] == [victim.key]
 
 

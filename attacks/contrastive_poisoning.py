@@ -1,0 +1,277 @@
+"""Contrastive poisoning (He, Zha & Katabi, ICLR 2023): `cp-c` (one delta per class) and `cp-s` (one per
+sample, started from the CP-C poison of the same spec).
+
+Min-min: the encoder and the perturbation both minimise the attacker's contrastive loss on augmented
+poisoned images. Each outer epoch (a) trains the encoder `model_step` batches on augment(clamp(x + delta));
+(b) freezes it in eval mode and, for `noise_step` batches, takes `num_steps` signed-gradient steps on delta
+(`step_size` in units of eps), each through fresh kornia augmentations and, with `dual_branch`, through the
+momentum/target branch of MoCo v2 and BYOL too; delta stays in the eps ball (no restarts).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from tqdm import tqdm
+
+from victims.algorithms import Algorithm
+from victims.augment import contrastive_augment, to_float
+from victims.train import Trainer, load_checkpoint, save_checkpoint
+
+from . import register_attack
+from .base import Attack, AttackParamError, check_inputs
+from .delta_store import DeltaStore
+from .poison import Poison, eps_to_pixels
+from .settings import build_model
+from .spec import AttackSpec
+
+CONTRASTIVE = ("simclr", "moco", "byol")
+
+# Budgets per scale. model_step / noise_step = 0 means one whole pass over the data set.
+# paper: REFERENCE.md section 2 (CP-S for BYOL: 1 step of 0.02; the SimCLR CP-S poison released is the
+# epoch-160 checkpoint of a 200-epoch schedule).
+# mini: 10,000 CIFAR-10 images on 2 CPU cores, within ~30 minutes for CP-C followed by CP-S.
+BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {
+        "cp-c": {"epochs": 1000, "model_step": 20, "noise_step": 20, "num_steps": 1, "step_size": 0.1},
+        "cp-s": {"epochs": 200, "model_step": 0, "noise_step": 0, "num_steps": 5, "step_size": 0.1},
+    },
+    "mini": {
+        "cp-c": {"epochs": 40, "model_step": 10, "noise_step": 10, "num_steps": 1, "step_size": 0.1},
+        "cp-s": {"epochs": 8, "model_step": 0, "noise_step": 0, "num_steps": 5, "step_size": 0.1},
+    },
+    "smoke": {
+        "cp-c": {"epochs": 3, "model_step": 2, "noise_step": 2, "num_steps": 1, "step_size": 0.1},
+        "cp-s": {"epochs": 2, "model_step": 0, "noise_step": 0, "num_steps": 2, "step_size": 0.1},
+    },
+}
+PER_ALGORITHM = {("paper", "cp-s", "byol"): {"num_steps": 1, "step_size": 0.02},
+                 ("paper", "cp-s", "simclr"): {"release_epoch": 160}}
+SAVE_EVERY_S = 120.0  # seconds between checkpoints (and one at the end)
+COMMON = {"eps": 8 / 255, "dual_branch": True, "batch_size": 0, "release_epoch": 0}
+
+
+def budget(spec: AttackSpec) -> dict[str, Any]:
+    """The scale's defaults for `spec` with `spec.params` over them (unknown names raise AttackParamError)."""
+    if spec.scale not in BUDGETS:
+        raise AttackParamError(f"{spec.attack}: no budget for scale {spec.scale!r}; scales: {sorted(BUDGETS)}")
+    defaults = {**COMMON, **BUDGETS[spec.scale][spec.attack],
+                **PER_ALGORITHM.get((spec.scale, spec.attack, spec.algorithm), {})}
+    if spec.attack == "cp-s":
+        defaults["init"] = "cp-c"
+    unknown = sorted(set(spec.params) - set(defaults))
+    if unknown:
+        raise AttackParamError(f"unknown parameter(s) {unknown} for attack {spec.attack!r}; "
+                               f"valid parameters: {sorted(defaults)}")
+    p = {**defaults, **spec.params}
+    if p.get("init", "cp-c") not in ("cp-c", "random"):
+        raise AttackParamError(f"cp-s: init must be 'cp-c' or 'random', not {p['init']!r}")
+    if not 0 < eps_to_pixels(p["eps"]) <= 127 or p["epochs"] < 1 or p["num_steps"] < 1 or p["step_size"] <= 0:
+        raise AttackParamError(f"{spec.attack}: eps must be in (0, 127/255], epochs and num_steps >= 1, "
+                               f"step_size > 0; got {p}")
+    return p
+
+
+def _seed(*parts: int) -> int:
+    value = 0
+    for part in parts:
+        value = (value * 1_000_003 + int(part)) % (2**63 - 1)
+    return value
+
+
+class BatchStream:
+    """Endless batches of sample positions: successive permutations drawn from (seed, cycle)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, position: int = 0):
+        self.n, self.batch_size, self.seed, self.position = n, batch_size, seed, position
+        self.per_cycle = n // batch_size
+
+    def next(self) -> torch.Tensor:
+        cycle, step = divmod(self.position, self.per_cycle)
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_seed(self.seed, cycle)))
+        self.position += 1
+        return order[step * self.batch_size:(step + 1) * self.batch_size]
+
+
+@contextlib.contextmanager
+def frozen(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (batch-norm statistics frozen) and no parameter gradients, restored afterwards."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def poisoned(clean: torch.Tensor, delta_pixels: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1]: uint8 `clean` plus a pixel-unit delta, clamped (add first, then clamp)."""
+    return (to_float(clean) + delta_pixels / 255.0).clamp(0.0, 1.0)
+
+
+def delta_gradient(algorithm: Algorithm, augment: torch.nn.Module, clean: torch.Tensor, delta: torch.Tensor,
+                   labels: torch.Tensor | None = None, *, dual_branch: bool = True,
+                   channels_last: bool = False) -> tuple[torch.Tensor, float]:
+    """d(contrastive loss)/d(delta) on one batch with two fresh views, and the loss. `delta` (pixel units)
+    is per sample (B, ...) or per class (C, ...) indexed by `labels` (a class's gradients add up)."""
+    delta = delta.detach().requires_grad_(True)
+    rows = delta if labels is None else delta[labels]
+    x = poisoned(clean, rows)
+    v1, v2 = augment(x), augment(x)
+    if channels_last:
+        v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
+    amp = x.device.type == "cuda"
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        loss = algorithm.pair_loss(v1, v2, dual_branch=dual_branch)
+    (grad,) = torch.autograd.grad(loss, delta)
+    return grad, float(loss.detach())
+
+
+def cpc_spec_for(spec: AttackSpec) -> AttackSpec:
+    """The CP-C poison a CP-S spec starts from: same data, algorithm, network, seed, scale, eps and branch."""
+    shared = {k: v for k, v in spec.params.items() if k in ("eps", "dual_branch")}
+    return replace(spec, attack="cp-c", params=shared)
+
+
+class ContrastivePoisoning(Attack):
+    """The CP loop shared by `cp-c` and `cp-s` (see the module docstring)."""
+
+    defaults = {**COMMON, **BUDGETS["paper"]["cp-c"]}
+
+    def params(self, spec: AttackSpec) -> dict[str, Any]:
+        return budget(spec)
+
+    def generate(self, spec: AttackSpec, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, *,
+                 device: torch.device | str = "cpu", workdir: str | os.PathLike | None = None,
+                 progress: bool = True) -> Poison:
+        check_inputs(images, labels, index)
+        if spec.algorithm not in CONTRASTIVE:
+            raise AttackParamError(f"{spec.attack}: the attacker's algorithm must be one of {list(CONTRASTIVE)}, "
+                                   f"not {spec.algorithm!r}")
+        p = self.params(spec)
+        device = torch.device(device)
+        num_classes = int(labels.max()) + 1
+        model, config, size = build_model(spec.algorithm, spec.arch or "resnet18", spec.scale, num_classes,
+                                          images.shape[-1], seed=spec.seed)
+        batch = int(p["batch_size"]) or config.batch_size
+        if len(images) < batch:
+            raise AttackParamError(f"{spec.attack}: {len(images)} images are fewer than one batch of {batch}")
+        per_pass = len(images) // batch
+        model_step, noise_step = int(p["model_step"]) or per_pass, int(p["noise_step"]) or per_pass
+        epochs = int(p["epochs"])
+        release = int(p["release_epoch"]) or epochs
+        warmup = max(1, round(epochs * config.warmup_epochs / max(config.epochs, 1))) if config.warmup_epochs else 0
+        config = replace(config, epochs=epochs, batch_size=batch, warmup_epochs=warmup)
+        augment = contrastive_augment(size, spec.dataset).to(device)
+        trainer = Trainer(model, config, augment, device, steps_per_epoch=model_step)
+
+        eps_px = eps_to_pixels(p["eps"])
+        rows = num_classes if self.per == "class" else len(images)
+        store = DeltaStore(rows, tuple(images.shape[1:]), eps_px, p["step_size"] * eps_px, device)
+        data = images.to(device) if device.type == "cpu" or images.numel() < 8 * 2**30 else images
+        targets = labels.to(device)
+        model_stream = BatchStream(len(images), batch, _seed(spec.seed, 1))
+        noise_stream = BatchStream(len(images), batch, _seed(spec.seed, 2))
+        state_path = Path(workdir) / "state.pt" if workdir else None
+        state = load_checkpoint(state_path) if state_path else None
+        history: list[dict] = []
+        start = 0
+        if state is not None and state.get("key") == spec.key:
+            trainer.load_state_dict(state["trainer"])
+            store.units.copy_(state["units"].to(device))
+            model_stream.position, noise_stream.position = state["model_position"], state["noise_position"]
+            history, start = list(state["history"]), int(state["epoch"])
+        else:
+            self.initialise(spec, p, store, labels, index)
+
+        bar = tqdm(range(start, release), initial=start, total=release, unit="epoch", dynamic_ncols=True,
+                   desc=f"{spec.attack} {spec.algorithm}", disable=not progress)
+        last_save = time.monotonic()
+        for epoch in bar:
+            t0 = time.perf_counter()
+            model_losses = []
+            for _ in range(model_step):  # (a) the encoder's turn
+                ids = model_stream.next().to(device)
+                x = poisoned(data[ids.to(data.device)].to(device), self.rows(store, ids, targets[ids]))
+                model_losses.append(trainer.train_step(x, targets[ids]))
+            noise_losses = []
+            with frozen(model):  # (b) the perturbation's turn
+                for b in range(noise_step):
+                    ids = noise_stream.next().to(device)
+                    clean, y = data[ids.to(data.device)].to(device), targets[ids]
+                    for s in range(int(p["num_steps"])):
+                        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                            torch.manual_seed(_seed(spec.seed, 3, epoch, b, s))
+                            loss = self.perturbation_step(model, augment, store, clean, ids, y, p["dual_branch"],
+                                                          config.channels_last)
+                        noise_losses.append(loss)
+            entry = {"epoch": epoch + 1, "model_loss": sum(model_losses) / len(model_losses),
+                     "noise_loss": sum(noise_losses) / len(noise_losses),
+                     "lr": trainer.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+            history.append(entry)
+            bar.set_postfix(model=f"{entry['model_loss']:.3f}", noise=f"{entry['noise_loss']:.3f}")
+            done = epoch + 1 == release
+            if state_path and (done or time.monotonic() - last_save >= SAVE_EVERY_S):
+                save_checkpoint(state_path, {"key": spec.key, "epoch": epoch + 1, "trainer": trainer.state_dict(),
+                                             "units": store.units.cpu(), "model_position": model_stream.position,
+                                             "noise_position": noise_stream.position, "history": history})
+                last_save = time.monotonic()
+        bar.close()
+        self.history = history
+        released = store.release()
+        return Poison.create(released, self.per, float(p["eps"]), spec, None if self.per == "class" else index)
+
+    def rows(self, store: DeltaStore, ids: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return store.pixels(y if self.per == "class" else ids)
+
+    def perturbation_step(self, model: Algorithm, augment: torch.nn.Module, store: DeltaStore, clean: torch.Tensor,
+                          ids: torch.Tensor, y: torch.Tensor, dual_branch: bool, channels_last: bool) -> float:
+        """One signed-gradient step on the rows of this batch (per class: every class's summed gradient)."""
+        if self.per == "class":
+            grad, loss = delta_gradient(model, augment, clean, store.pixels(), y, dual_branch=dual_branch,
+                                        channels_last=channels_last)
+            store.step(None, grad)
+        else:
+            grad, loss = delta_gradient(model, augment, clean, store.pixels(ids), dual_branch=dual_branch,
+                                        channels_last=channels_last)
+            store.step(ids, grad)
+        return loss
+
+    def initialise(self, spec: AttackSpec, p: dict, store: DeltaStore, labels: torch.Tensor,
+                   index: torch.Tensor) -> None:
+        """U[-eps, eps] from the seed (CP-C, and CP-S with init='random')."""
+        store.fill_uniform(torch.Generator().manual_seed(_seed(spec.seed, 0)))
+
+
+@register_attack("cp-c")
+class ClassWiseCP(ContrastivePoisoning):
+    per = "class"
+
+
+@register_attack("cp-s")
+class SampleWiseCP(ContrastivePoisoning):
+    per = "sample"
+    defaults = {**COMMON, **BUDGETS["paper"]["cp-s"], "init": "cp-c"}
+
+    def requires(self, spec: AttackSpec) -> list[AttackSpec]:
+        return [cpc_spec_for(spec)] if self.params(spec)["init"] == "cp-c" else []
+
+    def initialise(self, spec: AttackSpec, p: dict, store: DeltaStore, labels: torch.Tensor,
+                   index: torch.Tensor) -> None:
+        """Each sample starts from its class's delta of the CP-C poison (or uniformly, init='random')."""
+        if p["init"] == "random":
+            return super().initialise(spec, p, store, labels, index)
+        cpc = self.inputs[cpc_spec_for(spec).key]
+        if cpc.per != "class" or cpc.delta.shape[1:] != store.units.shape[1:]:
+            raise AttackParamError(f"cp-s: the CP-C poison to start from has shape {tuple(cpc.delta.shape)}")
+        store.fill_pixels(cpc.delta[labels].to(store.units.device))

@@ -1,0 +1,97 @@
+"""The models every scale trains, in one place: the victims' scales (benchmark/scales.py) import them,
+and attackers build their surrogates from them, so an attacker and a victim of the same scale and
+algorithm always have the same network, heads and optimiser settings.
+
+Attack-specific budgets (epochs, PGD steps) live in each attack's own file, keyed by scale.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+
+from victims.algorithms import Algorithm, build_algorithm
+from victims.architectures import build_architecture
+from victims.registry import UnknownNameError
+from victims.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Width multiplier, per-algorithm head settings and per-algorithm optimiser settings of a scale."""
+
+    width: float
+    algorithm_settings: dict[str, dict] = field(default_factory=dict)
+    train: dict[str, TrainConfig] = field(default_factory=dict)
+
+
+_PAPER_TRAIN = {
+    "simclr": TrainConfig(epochs=1000, batch_size=512, lr=0.5, weight_decay=1e-4, warmup_epochs=10),
+    "moco": TrainConfig(epochs=1000, batch_size=512, lr=0.3, weight_decay=1e-4, warmup_epochs=10),
+    "byol": TrainConfig(epochs=1000, batch_size=512, lr=1.0, weight_decay=1e-4, warmup_epochs=10),
+    "supervised": TrainConfig(epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=0),
+}
+
+# Mini: CPU-sized (a ResNet-18 at width 0.125, batch 256, tens of epochs); see benchmark/scales.py.
+_MINI_TRAIN = {
+    "simclr": TrainConfig(epochs=25, batch_size=256, lr=0.5, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5),
+    "moco": TrainConfig(epochs=25, batch_size=256, lr=0.3, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5),
+    "byol": TrainConfig(epochs=25, batch_size=256, lr=0.5, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5),
+    "supervised": TrainConfig(epochs=40, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=0,
+                              checkpoint_every=5),
+}
+
+MODELS: dict[str, ModelSettings] = {
+    "paper": ModelSettings(
+        width=1.0, train=_PAPER_TRAIN,
+        algorithm_settings={"simclr": {"temperature": 0.5, "out_dim": 128},
+                            "moco": {"temperature": 0.2, "queue_size": 4096, "momentum": 0.99, "out_dim": 128},
+                            "byol": {"momentum": 0.999, "hidden_dim": 4096, "out_dim": 256}}),
+    "mini": ModelSettings(
+        width=0.125, train=_MINI_TRAIN,
+        algorithm_settings={"simclr": {"temperature": 0.5, "out_dim": 128},
+                            "moco": {"temperature": 0.2, "queue_size": 1024, "momentum": 0.99, "out_dim": 128},
+                            "byol": {"momentum": 0.99, "hidden_dim": 512, "out_dim": 128}}),
+    "smoke": ModelSettings(
+        width=0.125,
+        train={name: replace(cfg, epochs=2, batch_size=64, warmup_epochs=1, checkpoint_every=1)
+               for name, cfg in _MINI_TRAIN.items()},
+        algorithm_settings={"simclr": {"temperature": 0.5, "out_dim": 32},
+                            "moco": {"temperature": 0.2, "queue_size": 256, "momentum": 0.99, "out_dim": 32},
+                            "byol": {"momentum": 0.99, "hidden_dim": 64, "out_dim": 32}}),
+}
+
+
+def model_settings(scale: str) -> ModelSettings:
+    if scale not in MODELS:
+        raise UnknownNameError("scale", scale, list(MODELS))
+    return MODELS[scale]
+
+
+def input_size_for(image_side: int) -> int:
+    """The crop side trained on: the image side up to 96 px (CIFAR, STL-10, the mini stand-ins), 224 for
+    larger (ImageNet-style) images."""
+    return image_side if image_side <= 96 else 224
+
+
+def stem_for(input_size: int) -> str:
+    return "cifar" if input_size <= 64 else "imagenet"
+
+
+def build_model(algorithm: str, arch: str, scale: str, num_classes: int, image_side: int,
+                seed: int | None = None) -> tuple[Algorithm, TrainConfig, int]:
+    """The scale's network for `algorithm` on `arch`: (algorithm module, its TrainConfig, input size).
+    With `seed`, the weights are drawn from that seed (without disturbing the global RNG)."""
+    settings = model_settings(scale)
+    if algorithm not in settings.train:
+        raise UnknownNameError("algorithm", algorithm, list(settings.train))
+    size = input_size_for(image_side)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        encoder = build_architecture(arch, stem=stem_for(size), width=settings.width)
+        model = build_algorithm(algorithm, encoder, num_classes, **settings.algorithm_settings.get(algorithm, {}))
+    config = settings.train[algorithm]
+    if seed is not None:
+        config = TrainConfig(**{**asdict(config), "seed": seed})
+    return model, config, size

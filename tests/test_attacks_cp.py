@@ -1,0 +1,182 @@
+"""Contrastive poisoning (cp-c, cp-s) at the smoke scale: bound, determinism, CP-S from CP-C, gradients
+through the augmentations and the momentum branch, resume, and the min-min objective actually lowering
+the attacker's loss."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attacks import ATTACKS, AttackParamError, Poison, generate_poison
+from attacks import contrastive_poisoning as cp
+from attacks.delta_store import DeltaStore
+from attacks.settings import build_model
+from attacks.spec import AttackSpec
+from benchmark.data import load_dataset
+from victims.augment import contrastive_augment
+from victims.train import Trainer
+
+FAST = {"epochs": 1, "model_step": 1, "noise_step": 2, "num_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("synthetic", "train", per_class=32, image_size=32)
+
+
+def spec(attack: str, algorithm: str = "simclr", **params) -> AttackSpec:
+    return AttackSpec(attack, "cifar10", algorithm, "resnet18", params=params, scale="smoke")
+
+
+def test_delta_store_is_int8_and_exact_at_the_paper_step():
+    store = DeltaStore(4, (3, 8, 8), eps_pixels=8, step_pixels=0.8)
+    assert store.dtype == torch.int8 and store.q == 15 and store.step_units == 12 and store.limit == 120
+    assert store.nbytes * 4 == 4 * 3 * 8 * 8 * 4  # a quarter of float32
+    for _ in range(20):  # 20 steps of 0.8 px in one direction stop at the bound, 8 px
+        store.step(torch.tensor([1, 2]), torch.ones(2, 3, 8, 8))
+    assert torch.equal(store.pixels(torch.tensor([1])), torch.full((1, 3, 8, 8), -8.0))
+    assert torch.equal(store.pixels(torch.tensor([0])), torch.zeros(1, 3, 8, 8))
+    store.step(None, -torch.ones(4, 3, 8, 8))
+    assert torch.allclose(store.pixels(torch.tensor([0])), torch.full((1, 3, 8, 8), 0.8))
+    assert DeltaStore(1, (3, 2, 2), 8, 0.16).dtype == torch.int16  # BYOL's 0.02 step does not fit int8
+
+
+@pytest.mark.parametrize("attack", ["cp-c", "cp-s"])
+def test_bound_shape_and_determinism(data, attack):
+    s = spec(attack, **FAST, **({"init": "random"} if attack == "cp-s" else {}))
+    a = generate_poison(s, data.images, data.labels, data.index, progress=False)
+    b = generate_poison(s, data.images, data.labels, data.index, progress=False)
+    assert torch.equal(a.delta, b.delta)
+    assert a.delta.dtype == torch.int8 and int(a.delta.abs().max()) <= 8
+    rows = data.num_classes if attack == "cp-c" else len(data.images)
+    assert a.delta.shape == (rows, 3, 32, 32) and a.per == ("class" if attack == "cp-c" else "sample")
+    assert a.delta.float().abs().mean() > 2  # U[-eps, eps] start: mean |delta| about 4 pixels
+
+
+def test_cp_c_applies_to_the_right_labels(data):
+    p = generate_poison(spec("cp-c", **FAST), data.images, data.labels, data.index, progress=False)
+    order = torch.randperm(len(data.images), generator=torch.Generator().manual_seed(0))[:50]
+    out = p.apply(data.images[order], data.labels[order], data.index[order])
+    expected = (data.images[order].int() + p.delta[data.labels[order]].int()).clamp(0, 255)
+    assert torch.equal(out.int(), expected)
+
+
+def test_cp_s_starts_from_the_cp_c_poison_of_the_same_spec(data):
+    s = spec("cp-s", epochs=1, model_step=1, noise_step=1, num_steps=1)
+    attack = ATTACKS.get("cp-s")()
+    (needed,) = attack.requires(s)
+    assert needed.attack == "cp-c" and needed.algorithm == "simclr" and needed.params == {}
+    cpc = generate_poison(needed, data.images, data.labels, data.index, progress=False)
+    cps = generate_poison(s, data.images, data.labels, data.index, progress=False, inputs={needed.key: cpc})
+    start = cpc.delta[data.labels]
+    moved = (cps.delta != start).flatten(1).any(1)
+    # one noise batch (64 samples) took one step of 0.8 px; every other sample is exactly its class's delta
+    assert 0 < int(moved.sum()) <= 64
+    assert int((cps.delta.int() - start.int()).abs().max()) <= 1
+    assert ATTACKS.get("cp-s")().requires(spec("cp-s", init="random")) == []
+
+
+@pytest.mark.parametrize("algorithm", ["moco", "byol"])
+def test_gradient_through_the_momentum_branch_is_a_setting(data, algorithm):
+    model, _, _ = build_model(algorithm, "resnet18", "smoke", 10, 32, seed=0)
+    aug = contrastive_augment(32, "cifar10")
+    x, delta = data.images[:16], torch.zeros(16, 3, 32, 32)
+    grads = {}
+    for dual in (True, False):
+        torch.manual_seed(3)  # the same views both times
+        with cp.frozen(model):
+            grads[dual], _ = cp.delta_gradient(model, aug, x, delta, dual_branch=dual)
+        assert grads[dual].abs().sum() > 0  # non-zero through the augmentations
+    through_branch = grads[True] - grads[False]
+    assert through_branch.abs().sum() > 1e-3 * grads[True].abs().sum()
+
+
+def test_moco_key_view_gets_no_gradient_when_the_branch_is_off(data):
+    """Perturb only the key view: the gradient must come through the momentum encoder, or be zero."""
+    model, _, _ = build_model("moco", "resnet18", "smoke", 10, 32, seed=0)
+    aug = contrastive_augment(32, "cifar10")
+    model.eval()
+    clean = aug(cp.poisoned(data.images[:16], torch.zeros(16, 3, 32, 32)))
+    for dual, expect_zero in ((False, True), (True, False)):
+        delta = torch.zeros(16, 3, 32, 32, requires_grad=True)
+        loss = model.pair_loss(clean, aug(cp.poisoned(data.images[:16], delta)), dual_branch=dual)
+        grad = torch.autograd.grad(loss, delta, allow_unused=True)[0]
+        total = 0.0 if grad is None else float(grad.abs().sum())
+        assert (total == 0.0) == expect_zero
+
+
+def test_perturbation_steps_lower_the_attackers_loss_more_than_random_noise(data):
+    """The min part of min-min: a few signed steps through fresh augmentations lower the (frozen, briefly
+    trained) attacker's loss on the poisoned batch below the clean and the random-noise losses."""
+    torch.manual_seed(0)
+    model, config, _ = build_model("simclr", "resnet18", "smoke", 10, 32, seed=1)
+    aug = contrastive_augment(32, "cifar10")
+    trainer = Trainer(model, config, aug, "cpu", steps_per_epoch=40)
+    x, y = data.images[:64], data.labels[:64]
+    for i in range(40):
+        trainer.train_step(x, y, salt=i)
+
+    def loss_of(delta: torch.Tensor) -> float:
+        torch.manual_seed(5)  # the same evaluation views for every delta
+        with cp.frozen(model), torch.no_grad():
+            return sum(float(model.pair_loss(aug(cp.poisoned(x, delta)), aug(cp.poisoned(x, delta))))
+                       for _ in range(4)) / 4
+
+    delta = torch.zeros(64, 3, 32, 32)
+    with cp.frozen(model):
+        for _ in range(5):
+            grad, _ = cp.delta_gradient(model, aug, x, delta)
+            delta = (delta - 1.6 * grad.sign()).clamp(-8, 8)
+    noise = torch.empty_like(delta).uniform_(-8, 8, generator=torch.Generator().manual_seed(1))
+    clean, poisoned, random = loss_of(torch.zeros_like(delta)), loss_of(delta), loss_of(noise)
+    assert poisoned < clean - 0.01 and poisoned < random - 0.01, (clean, poisoned, random)
+
+
+def test_resume_after_an_interruption_gives_the_same_poison(data, tmp_path, monkeypatch):
+    s = spec("cp-c", epochs=3, model_step=1, noise_step=1)
+    whole = generate_poison(s, data.images, data.labels, data.index, progress=False)
+    monkeypatch.setattr(cp, "SAVE_EVERY_S", 0.0)
+    calls = {"n": 0}
+    original = cp.ContrastivePoisoning.perturbation_step
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # in the third epoch, after two epochs were saved
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cp.ContrastivePoisoning, "perturbation_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate_poison(s, data.images, data.labels, data.index, progress=False, workdir=tmp_path)
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["epoch"] == 2
+    monkeypatch.setattr(cp.ContrastivePoisoning, "perturbation_step", original)
+    resumed = generate_poison(s, data.images, data.labels, data.index, progress=False, workdir=tmp_path)
+    assert torch.equal(resumed.delta, whole.delta)
+
+
+def test_bad_parameters_are_clear_errors(data):
+    with pytest.raises(AttackParamError, match="valid parameters.*num_steps"):
+        generate_poison(spec("cp-c", steps=3), data.images, data.labels, data.index, progress=False)
+    with pytest.raises(AttackParamError, match="simclr"):
+        generate_poison(spec("cp-c", "supervised"), data.images, data.labels, data.index, progress=False)
+    with pytest.raises(AttackParamError, match="init"):
+        generate_poison(spec("cp-s", init="zeros"), data.images, data.labels, data.index, progress=False)
+
+
+def test_stored_cp_s_poison_reuses_and_stores_its_cp_c(tmp_path):
+    from benchmark.poison_job import make_poison, poison_path
+
+    s = spec("cp-s", epochs=1, model_step=1, noise_step=1, num_steps=1)
+    made = make_poison(s, store=tmp_path, device="cpu", progress=False)
+    cpc_spec = cp.cpc_spec_for(s)
+    assert poison_path(cpc_spec, tmp_path).is_file() and poison_path(s, tmp_path).is_file()
+    assert torch.equal(Poison.load(poison_path(s, tmp_path), expected_spec=s).delta, made.delta)
+
+
+def test_plan_orders_cp_s_after_its_cp_c(tmp_path):
+    from benchmark.plan import make_plan
+
+    plan = make_plan("effectiveness", "smoke", results=tmp_path / "r", store=tmp_path / "s",
+                     rows=["cp-s"], columns=["cifar10/moco"])
+    poisons = [j for j in plan.jobs if j.kind == "poison"]
+    assert [j.attack.attack for j in poisons] == ["cp-c", "cp-s"]
+    assert poisons[1].depends_on == poisons[0].key and poisons[0].depends_on is None
