@@ -127,7 +127,7 @@ def delta_gradient(algorithm: Algorithm, augment: torch.nn.Module, clean: torch.
     delta = delta.detach().requires_grad_(True)
     rows = delta if labels is None else delta[labels]
     x = poisoned(clean, rows)
-    v1, v2 = augment(x), augment(x)
+    v1, v2 = augment(torch.cat([x, x])).chunk(2)  # two independent views in one call
     if channels_last:
         v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
     amp = x.device.type == "cuda"
@@ -169,7 +169,7 @@ class ContrastivePoisoning(Attack):
         per_pass = len(images) // batch
         model_step, noise_step = int(p["model_step"]) or per_pass, int(p["noise_step"]) or per_pass
         epochs = int(p["epochs"])
-        release = int(p["release_epoch"]) or epochs
+        release = min(int(p["release_epoch"]) or epochs, epochs)  # released early (paper SimCLR CP-S: 160 of 200)
         warmup = max(1, round(epochs * config.warmup_epochs / max(config.epochs, 1))) if config.warmup_epochs else 0
         config = replace(config, epochs=epochs, batch_size=batch, warmup_epochs=warmup)
         augment = contrastive_augment(size, spec.dataset).to(device)
@@ -204,7 +204,7 @@ class ContrastivePoisoning(Attack):
                 ids = model_stream.next().to(device)
                 x = poisoned(data[ids.to(data.device)].to(device), self.rows(store, ids, targets[ids]))
                 model_losses.append(trainer.train_step(x, targets[ids]))
-            noise_losses = []
+            noise_losses, t_noise = [], time.perf_counter()
             with frozen(model):  # (b) the perturbation's turn
                 for b in range(noise_step):
                     ids = noise_stream.next().to(device)
@@ -215,9 +215,13 @@ class ContrastivePoisoning(Attack):
                             loss = self.perturbation_step(model, augment, store, clean, ids, y, p["dual_branch"],
                                                           config.channels_last)
                         noise_losses.append(loss)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            noise_s = time.perf_counter() - t_noise
             entry = {"epoch": epoch + 1, "model_loss": sum(model_losses) / len(model_losses),
                      "noise_loss": sum(noise_losses) / len(noise_losses),
-                     "lr": trainer.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+                     "lr": trainer.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
+                     "noise_seconds": noise_s, "noise_images_per_s": noise_step * batch * int(p["num_steps"]) / noise_s}
             history.append(entry)
             bar.set_postfix(model=f"{entry['model_loss']:.3f}", noise=f"{entry['noise_loss']:.3f}")
             done = epoch + 1 == release
@@ -227,7 +231,7 @@ class ContrastivePoisoning(Attack):
                                              "noise_position": noise_stream.position, "history": history})
                 last_save = time.monotonic()
         bar.close()
-        self.history = history
+        self.history, self.working_bytes = history, store.nbytes
         released = store.release()
         return Poison.create(released, self.per, float(p["eps"]), spec, None if self.per == "class" else index)
 

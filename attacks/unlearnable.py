@@ -174,13 +174,13 @@ class _MinMin:
     """The surrogate being trained (constant lr, no augmentation) and the error-minimising steps."""
 
     def __init__(self, spec: AttackSpec, p: dict[str, Any], num_classes: int, image_side: int,
-                 device: torch.device, rows: int):
+                 device: torch.device, rows: int, progress: bool = False):
         model, config, size = build_surrogate(spec, num_classes, image_side)
         config = replace(config, batch_size=p["batch_size"], lr=p["lr"], warmup_epochs=0, final_lr_ratio=1.0)
         self.normalize = eval_transform(size, spec.dataset).to(device)
         self.trainer = Trainer(model, config, eval_transform(size, spec.dataset), device,
                                steps_per_epoch=max(1, rows // p["batch_size"]))
-        self.model, self.device, self.p, self.seed = model, device, p, spec.seed
+        self.model, self.device, self.p, self.seed, self.progress = model, device, p, spec.seed, progress
         self.logits = logits_fn(model, config, device)
 
     def train(self, images: torch.Tensor, labels: torch.Tensor, delta_of: Callable[[torch.Tensor], torch.Tensor]):
@@ -192,11 +192,16 @@ class _MinMin:
             losses.append(self.trainer.train_step(x, labels[ids]))
         return sum(losses) / len(losses)
 
-    def input_grad(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Gradient of the summed cross-entropy of labels `y` w.r.t. the images `x` (model frozen)."""
+    def input_grad(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient of the summed cross-entropy of labels `y` w.r.t. the images `x` (model frozen), and
+        the mean cross-entropy (detached)."""
         x = x.detach().requires_grad_(True)
         loss = F.cross_entropy(self.logits(self.normalize(x)), y, reduction="sum")
-        return torch.autograd.grad(loss, x)[0]
+        return torch.autograd.grad(loss, x)[0], loss.detach() / len(y)
+
+    def sweep_bar(self, total: int) -> tqdm:
+        return tqdm(total=total, desc="  error-minimising steps", unit="img", leave=False,
+                    disable=not self.progress, dynamic_ncols=True)
 
     @torch.no_grad()
     def error(self, images: torch.Tensor, labels: torch.Tensor,
@@ -248,7 +253,7 @@ class _UnlearnableBase(Attack):
                device: torch.device, path: Path | None, progress: bool) -> torch.Tensor:
         x_all, y_all = self.craft_data(spec, p, images, labels)
         x_all, y_all = x_all.to(device), y_all.to(device)
-        mm = _MinMin(spec, p, num_classes, images.shape[-1], device, len(y_all))
+        mm = _MinMin(spec, p, num_classes, images.shape[-1], device, len(y_all), progress)
         rows = len(images) if self.per == "sample" else num_classes
         state = load_state(path, spec, rows)
         if state is None:
@@ -292,13 +297,16 @@ class UnlearnableSamplewise(_UnlearnableBase):
 
     def perturb(self, mm: _MinMin, images: torch.Tensor, labels: torch.Tensor, delta: torch.Tensor) -> None:
         eps, step = mm.p["eps"], mm.p["step_size"]
-        for part in batches(len(labels), mm.p["batch_size"]):
-            x, y, d = to_float(images[part]), labels[part], delta[part]
-            for _ in range(mm.p["pgd_steps"]):
-                g = mm.input_grad(x + d, y)  # x + d stays in [0, 1] (projected below)
-                d = (d - step * g.sign()).clamp_(-eps, eps)
-                d = (x + d).clamp_(0, 1) - x
-            delta[part] = d
+        with mm.sweep_bar(len(labels)) as bar:
+            for part in batches(len(labels), mm.p["batch_size"]):
+                x, y, d = to_float(images[part]), labels[part], delta[part]
+                for _ in range(mm.p["pgd_steps"]):
+                    g, loss = mm.input_grad(x + d, y)  # x + d stays in [0, 1] (projected below)
+                    d = (d - step * g.sign()).clamp_(-eps, eps)
+                    d = (x + d).clamp_(0, 1) - x
+                delta[part] = d
+                bar.update(part.stop - part.start)
+                bar.set_postfix(loss=f"{float(loss):.4f}")
 
 
 @register_attack("ue-c")
@@ -324,13 +332,15 @@ class UnlearnableClasswise(_UnlearnableBase):
         eps, step, c = mm.p["eps"], mm.p["step_size"], len(delta)
         n, size = len(labels), mm.p["batch_size"]
         seed = mix_seed(mm.seed, 3, mm.trainer.step_count)  # a fresh order each round
-        for k in range(max(1, n // size)):  # one sweep of the subset in seeded batches
-            ids = epoch_batch(n, size, k, seed).to(mm.device)
-            x, y = to_float(images[ids]), labels[ids]
-            for _ in range(mm.p["pgd_steps"]):
-                g = mm.input_grad((x + delta[y]).clamp(0, 1), y)
-                steps = -step * g.sign()
-                total = torch.zeros_like(delta).index_add_(0, y, steps)
-                count = torch.bincount(y, minlength=c).to(delta.dtype).view(c, 1, 1, 1)
-                delta.add_(total / count.clamp(min=1)).clamp_(-eps, eps)
+        with mm.sweep_bar(n) as bar:
+            for k in range(max(1, n // size)):  # one sweep of the subset in seeded batches
+                ids = epoch_batch(n, size, k, seed).to(mm.device)
+                x, y = to_float(images[ids]), labels[ids]
+                for _ in range(mm.p["pgd_steps"]):
+                    g, loss = mm.input_grad((x + delta[y]).clamp(0, 1), y)
+                    total = torch.zeros_like(delta).index_add_(0, y, -step * g.sign())
+                    count = torch.bincount(y, minlength=c).to(delta.dtype).view(c, 1, 1, 1)
+                    delta.add_(total / count.clamp(min=1)).clamp_(-eps, eps)
+                bar.update(len(ids))
+                bar.set_postfix(loss=f"{float(loss):.4f}")
 

@@ -74,10 +74,13 @@ def cmd_victim(args: argparse.Namespace) -> int:
 
 def cmd_perf(args: argparse.Namespace) -> int:
     """Throughput of one training step, ours against the usual PIL pipeline, and its FLOP rate."""
+    if args.what == "attack":
+        return perf_attack_command(args)
     from .perf import perf_train
 
     r = perf_train(args.algorithm, args.arch, args.scale, steps=args.steps, batch_size=args.batch_size,
-                   data_root=args.data_root, store=args.store, device=args.device, workers=args.workers)
+                   data_root=args.data_root, store=args.store, device=args.device, workers=args.workers,
+                   synthetic=args.synthetic)
     print(f"bench perf train: {args.algorithm} / {args.arch}, {args.scale} scale, batch {r.batch_size}, "
           f"{r.device}, {torch_threads()} threads")
     print(f"  ours (uint8 on device, kornia views):      {r.ours_images_per_s:9.1f} images/s")
@@ -86,6 +89,28 @@ def cmd_perf(args: argparse.Namespace) -> int:
     print(f"  step: {r.step_gflop:.2f} GFLOP, achieved {r.achieved_gflops:.1f} GFLOP/s = "
           f"{100 * r.achieved_gflops / r.matmul_peak_gflops:.1f}% of a dense matmul peak of "
           f"{r.matmul_peak_gflops:.1f} GFLOP/s measured in this run")
+    return 0
+
+
+def perf_attack_command(args: argparse.Namespace) -> int:
+    """Seconds per outer epoch, perturbation-phase throughput, peak memory, and the poison's size."""
+    from .perf import cifar10_poison_sizes, perf_attack
+
+    r = perf_attack(args.attack, args.algorithm, args.arch, args.scale, epochs=args.epochs, images=args.images,
+                    synthetic=args.synthetic, data_root=args.data_root, store=args.store, device=args.device)
+    mb = 1e6
+    print(f"bench perf attack: {r.attack} with {args.algorithm} / {args.arch}, {args.scale} scale, {r.images} "
+          f"{'synthetic' if args.synthetic else 'CIFAR-10'} images, {r.epochs} outer epoch(s), {r.device}, "
+          f"{torch_threads()} threads")
+    print(f"  seconds per outer epoch:                   {r.seconds_per_epoch:9.1f} s")
+    print(f"  perturbation phase:                        {r.perturbation_images_per_s:9.1f} images x steps / s")
+    print(f"  peak memory:                               {r.peak_memory_bytes / mb:9.1f} MB "
+          f"({'CUDA allocated' if r.device.startswith('cuda') else 'process resident set'})")
+    print(f"  working delta ({r.images} images):          {r.working_delta_bytes / mb:9.1f} MB")
+    sizes = cifar10_poison_sizes()
+    print(f"  CIFAR-10 CP-S poison (50,000 images): {sizes['disk'] / mb:.1f} MB on disk, "
+          f"{sizes['memory'] / mb:.1f} MB in memory, vs {sizes['float32'] / mb:.1f} MB as float32 "
+          f"({sizes['disk'] / sizes['float32']:.3f} and {sizes['memory'] / sizes['float32']:.3f} of it)")
     return 0
 
 
@@ -215,8 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
     p.set_defaults(func=cmd_victim)
 
-    p = sub.add_parser("perf", help="performance benchmarks (perf train: our step against the usual pipeline)")
-    p.add_argument("what", choices=["train"])
+    p = sub.add_parser("perf", help="performance benchmarks (perf train: our step against the usual pipeline; "
+                                    "perf attack: a CP attack's epoch, throughput, memory, poison size)")
+    p.add_argument("what", choices=["train", "attack"])
+    p.add_argument("--attack", default="cp-s", help="perf attack: cp-s (from a random start) or cp-c")
+    p.add_argument("--epochs", type=int, default=1, help="perf attack: outer epochs timed")
+    p.add_argument("--images", type=int, help="perf attack: time on this many images (default: the scale's set)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="generated images of the scale's size instead of CIFAR-10 (e.g. on a GPU node without data)")
     p.add_argument("--algorithm", default="simclr")
     p.add_argument("--arch", default="resnet18")
     p.add_argument("--scale", default="mini")

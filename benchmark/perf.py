@@ -17,6 +17,7 @@ from victims.augment import contrastive_augment
 from victims.normalization import normalization_for
 from victims.train import Trainer
 
+from .data import ImageData, load_dataset
 from .scales import get_scale
 from .victim_job import default_device, load_split
 
@@ -77,9 +78,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def synthetic_like(size: int, count: int) -> ImageData:
+    """Generated CIFAR-shaped data (10 classes) of at least `count` images at `size` px: throughput does not
+    depend on the pixels, so machines without the data set (a GPU node) can still be measured."""
+    return load_dataset("synthetic", "train", per_class=-(-count // 10), image_size=size)
+
+
 def perf_train(algorithm: str = "simclr", arch: str = "resnet18", scale_name: str = "mini", *, steps: int = 5,
                batch_size: int | None = None, data_root=None, store=None, device=None,
-               workers: int | None = None) -> PerfResult:
+               workers: int | None = None, synthetic: bool = False) -> PerfResult:
     """Images per second of our step (uint8 on the device, kornia views, channels_last, AMP on CUDA) and of
     the reference (PIL transforms in a DataLoader with `workers` processes, same model, batch, optimiser)."""
     scale = get_scale(scale_name)
@@ -88,8 +95,9 @@ def perf_train(algorithm: str = "simclr", arch: str = "resnet18", scale_name: st
     if batch_size:
         config = type(config)(**{**config.__dict__, "batch_size": batch_size})
     source = scale.source("cifar10")
-    data = load_split(scale, "cifar10", "train", data_root=data_root, store=store)
     needed = config.batch_size * (steps + 1)
+    data = synthetic_like(source.input_size, needed) if synthetic else \
+        load_split(scale, "cifar10", "train", data_root=data_root, store=store)
     images = data.images[torch.arange(needed) % len(data)]
     labels = data.labels[torch.arange(needed) % len(data)]
 
@@ -138,3 +146,64 @@ def perf_train(algorithm: str = "simclr", arch: str = "resnet18", scale_name: st
     step_seconds = config.batch_size / ours
     return PerfResult(ours, reference_rate, step_flop / 1e9, step_flop / step_seconds / 1e9, matmul_peak(device),
                       config.batch_size, str(device))
+
+
+@dataclass
+class AttackPerf:
+    attack: str
+    images: int
+    epochs: int
+    seconds_per_epoch: float
+    perturbation_images_per_s: float  # images x PGD steps per second in the perturbation phase
+    peak_memory_bytes: int  # CUDA: peak allocated; CPU: the process's peak resident set
+    working_delta_bytes: int  # the delta being optimised (int8 where exact)
+    device: str
+
+
+def perf_attack(attack: str = "cp-s", algorithm: str = "simclr", arch: str = "resnet18", scale_name: str = "mini",
+                *, epochs: int = 1, images: int | None = None, synthetic: bool = False, data_root=None, store=None,
+                device=None, progress: bool = True) -> AttackPerf:
+    """Time `epochs` outer epochs of a contrastive poisoning attack (CP-S from a random start, so that no
+    CP-C is needed) on the scale's CIFAR-10 (or `images` of it)."""
+    import resource
+
+    from attacks import ATTACKS
+    from attacks.spec import AttackSpec
+
+    if attack not in ("cp-s", "cp-c"):
+        raise ValueError(f"bench perf attack times the CP attacks (cp-s, cp-c), not {attack!r}")
+    scale = get_scale(scale_name)
+    device = torch.device(device) if device else default_device()
+    source = scale.source("cifar10")
+    data = synthetic_like(source.input_size, images or 10_000) if synthetic else \
+        load_split(scale, "cifar10", "train", data_root=data_root, store=store)
+    take = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:images or len(data)]
+    x, y, ids = data.images[take], data.labels[take], torch.arange(len(take))
+    params = {"epochs": epochs, **({"init": "random"} if attack == "cp-s" else {})}
+    spec = AttackSpec(attack, "cifar10", algorithm, arch, params=params, scale=scale_name)
+    runner = ATTACKS.get(attack)()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    runner.generate(spec, x, y, ids, device=device, progress=progress)
+    history = runner.history
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return AttackPerf(attack, len(take), epochs, sum(h["seconds"] for h in history) / len(history),
+                      sum(h["noise_images_per_s"] for h in history) / len(history), int(peak),
+                      runner.working_bytes, str(device))
+
+
+def cifar10_poison_sizes() -> dict[str, int]:
+    """On-disk and in-memory bytes of a CP-S poison of the whole CIFAR-10 training set (50,000 x 3 x 32 x 32),
+    against the same delta in float32 (the sizes depend only on the shape)."""
+    import tempfile
+    from pathlib import Path
+
+    from attacks import Poison
+    from attacks.spec import AttackSpec
+
+    delta = torch.zeros(50_000, 3, 32, 32, dtype=torch.int8)
+    poison = Poison.create(delta, "sample", 8 / 255, AttackSpec("cp-s", "cifar10", "simclr", "resnet18"))
+    with tempfile.TemporaryDirectory() as tmp:
+        disk = poison.save(Path(tmp) / "cp-s.safetensors").stat().st_size
+    return {"disk": disk, "memory": poison.nbytes, "float32": delta.numel() * 4}

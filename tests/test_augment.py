@@ -29,7 +29,7 @@ PIPELINES = {
 
 
 def _module(pipe: torch.nn.Module, cls: type) -> torch.nn.Module:
-    found = [m for m in pipe.modules() if type(m) is cls]
+    found = [m for m in pipe.modules() if isinstance(m, cls)]
     assert len(found) == 1, f"expected one {cls.__name__} in {pipe}"
     return found[0]
 

@@ -52,7 +52,7 @@ def test_moco_loss_falls_below_chance_once_the_queue_holds_real_keys():
     torch.manual_seed(0)
     moco = build_algorithm("moco", build_architecture("resnet18", width=0.125), 10, queue_size=64, out_dim=16,
                            momentum=0.9, temperature=0.5)
-    cfg = TrainConfig(epochs=10, batch_size=32, lr=0.1, warmup_epochs=1)
+    cfg = TrainConfig(epochs=16, batch_size=32, lr=0.1, warmup_epochs=1)
     losses = [h["loss"] for h in fit(moco, data.images, data.labels, cfg, augment_for("moco"),
                                      progress=False).history]
     # the first epoch scores against a random queue (easy negatives); from epoch 3 the queue holds real keys,
@@ -130,4 +130,4 @@ def test_two_processes_match_one_process_with_the_same_global_batch(name, tmp_pa
                                           augment_for(name), progress=False).history]
     assert losses == pytest.approx(ddp["losses"], rel=3e-2)
     gap = sum(abs(a - b) for a, b in zip(losses, ddp["losses"]))
-    assert gap < 0.5 * sum(abs(a - b) for a, b in zip(losses, other_views))  # closer than other views are
+    assert gap < 0.5 * sum(abs(a - b) for a, b in zip(losses, other_views)), (losses, ddp["losses"], other_views)

@@ -31,9 +31,34 @@ def _check(images: Tensor) -> Tensor:
     return to_float(images)
 
 
+class BatchedResizedCrop(K.RandomResizedCrop):
+    """kornia's RandomResizedCrop (its box sampling, parameters and inverse) with the crop-and-resize done
+    for the whole batch in one differentiable `grid_sample`: kornia's default "slice" mode crops and resizes
+    image by image (25 ms of a 37 ms view at batch 512 on an H100, benchmark/scripts/gpu_profile.py), and its
+    "resample" mode maps box corners to pixel centres (up to 0.035 off torchvision). Here the output equals
+    torchvision's crop + bilinear resize (half-pixel centres, edges clamped to the box)."""
+
+    def apply_transform(self, input: Tensor, params: dict, flags: dict, transform: Tensor | None = None) -> Tensor:
+        b, _, h, w = input.shape
+        box = params["src"].to(device=input.device, dtype=input.dtype)  # (B, 4, 2) corners, inclusive pixels
+        x0, y0, x1, y1 = box[:, 0, 0], box[:, 0, 1], box[:, 2, 0], box[:, 2, 1]
+        out_h, out_w = flags["size"]
+        # output pixel centres -> input pixel coordinates (torchvision: (i + 0.5) * crop / out - 0.5 + offset),
+        # clamped to the box's first and last pixel centres, then normalised for align_corners=False
+        i = torch.arange(out_w, device=input.device, dtype=input.dtype)
+        j = torch.arange(out_h, device=input.device, dtype=input.dtype)
+        gx = x0[:, None] + ((i[None] + 0.5) * (x1 - x0 + 1)[:, None] / out_w - 0.5)
+        gy = y0[:, None] + ((j[None] + 0.5) * (y1 - y0 + 1)[:, None] / out_h - 0.5)
+        gx = torch.maximum(torch.minimum(gx, x1[:, None]), x0[:, None]).mul(2 / w).add((1 - w) / w)
+        gy = torch.maximum(torch.minimum(gy, y1[:, None]), y0[:, None]).mul(2 / h).add((1 - h) / h)
+        grid = torch.stack([gx[:, None, :].expand(b, out_h, out_w), gy[:, :, None].expand(b, out_h, out_w)], -1)
+        return torch.nn.functional.grid_sample(input, grid, mode="bilinear", padding_mode="border",
+                                               align_corners=False)
+
+
 def _rrc(size: int, scale: tuple[float, float]) -> K.RandomResizedCrop:
     # align_corners=False: torchvision/PIL's pixel-centre resampling convention (kornia defaults to True).
-    return K.RandomResizedCrop((size, size), scale=scale, align_corners=False)
+    return BatchedResizedCrop((size, size), scale=scale, align_corners=False)
 
 
 def _normalize(dataset: str) -> K.Normalize:

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One short GPU check (a lent GPU node, or any CUDA machine with torch): smoke-scale training of every
+# algorithm on CUDA with bf16 autocast, `bench perf train` at the paper's batch size, `bench perf attack`
+# (CP-S) at the paper scale, and a CP-S poisoned victim end to end. Generated images: no data set needed.
+# Usage: bash benchmark/scripts/gpu_check.sh   (writes logs and records under $OUT, default /tmp/gpu-check)
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 
+export BENCH_STORE=/tmp/gpu-check-store BENCH_RESULTS=/tmp/gpu-check-results
+
+n=0
+step() {  # progress bars go to $OUT/step-N.err, the results to stdout
+  n=$((n + 1)); echo; echo "=== $* ==="; local t0=$SECONDS
+  timeout 240 "$@" 2>"$OUT/step-$n.err"; local rc=$?
+  [ $rc -eq 0 ] || tail -5 "$OUT/step-$n.err"
+  echo "(exit $rc, $((SECONDS - t0)) s)"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, torch.cuda.get_device_name())"
+for algorithm in simclr moco byol supervised; do
+  step python3 -m benchmark.cli victim --algorithm "$algorithm" --scale smoke --device cuda
+done
+step python3 -m benchmark.cli perf train --algorithm simclr --scale paper --batch-size 512 --synthetic --steps 10 --workers 8
+step python3 -m benchmark.cli perf attack --attack cp-s --algorithm simclr --scale paper --synthetic --images 10240 --epochs 1
+step python3 -m benchmark.cli victim --algorithm simclr --attack cp-s --scale smoke --device cuda
