@@ -27,11 +27,13 @@ def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
 
 def generate_poison(spec: AttackSpec | dict, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, *,
                     device: torch.device | str = "cpu", workdir: str | os.PathLike | None = None,
-                    progress: bool = True, inputs: dict[str, Poison] | None = None) -> Poison:
+                    progress: bool = True, inputs: dict[str, Poison] | None = None,
+                    report: dict | None = None) -> Poison:
     """Look up `spec.attack` in ATTACKS and make its poison for uint8 `images` with `labels` and ids `index`.
 
     `inputs` holds the poisons the attack `requires` (by spec key); one not given is generated here first
-    (under `workdir`/requires/ when a workdir is given)."""
+    (under `workdir`/requires/ when a workdir is given). `report`, when given, receives what the attack
+    measured (its loss history, the epoch it resumed from)."""
     spec = spec if isinstance(spec, AttackSpec) else AttackSpec.from_dict(spec)
     if spec.is_clean:
         raise ValueError("attack 'none' means clean data: there is no poison to generate")
@@ -43,6 +45,8 @@ def generate_poison(spec: AttackSpec | dict, images: torch.Tensor, labels: torch
             attack.inputs[needed.key] = generate_poison(needed, images, labels, index, device=device, workdir=sub,
                                                         progress=progress)
     poison = attack.generate(spec, images, labels, index, device=device, workdir=workdir, progress=progress)
+    if report is not None:
+        report.update(getattr(attack, "report", {}))
     if poison.per != attack.per or canonical_key(poison.spec) != spec.key:
         raise RuntimeError(f"attack {spec.attack!r} returned a poison for per={poison.per!r}, spec {poison.spec}")
     return poison

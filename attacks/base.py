@@ -43,6 +43,7 @@ class Attack(ABC):
 
     def __init__(self, inputs: dict[str, Poison] | None = None):
         self.inputs: dict[str, Poison] = dict(inputs or {})  # the poisons of `requires`, by spec key
+        self.report: dict = {}  # what `generate` measured (history, resumed_from_epoch), kept beside the poison
 
     def params(self, spec: AttackSpec) -> dict[str, Any]:
         return params(spec, self.defaults)

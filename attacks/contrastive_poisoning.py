@@ -52,7 +52,8 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 PER_ALGORITHM = {("paper", "cp-s", "byol"): {"num_steps": 1, "step_size": 0.02},
                  ("paper", "cp-s", "simclr"): {"release_epoch": 160}}
-SAVE_EVERY_S = 120.0  # seconds between checkpoints (and one at the end)
+# seconds between checkpoints (and one at the end); a requeued job loses at most this much work
+SAVE_EVERY_S = float(os.environ.get("BENCH_CHECKPOINT_EVERY_S", 60))
 COMMON = {"eps": 8 / 255, "dual_branch": True, "batch_size": 0, "release_epoch": 0}
 
 
@@ -186,11 +187,15 @@ class ContrastivePoisoning(Attack):
         state = load_checkpoint(state_path) if state_path else None
         history: list[dict] = []
         start = 0
+        self.report = {"resumed_from_epoch": 0}
         if state is not None and state.get("key") == spec.key:
             trainer.load_state_dict(state["trainer"])
             store.units.copy_(state["units"].to(device))
             model_stream.position, noise_stream.position = state["model_position"], state["noise_position"]
             history, start = list(state["history"]), int(state["epoch"])
+            self.report["resumed_from_epoch"] = start
+            if progress:
+                print(f"{spec.attack}: resumed from the checkpoint of epoch {start} ({state_path})")
         else:
             self.initialise(spec, p, store, labels, index)
 
@@ -232,6 +237,7 @@ class ContrastivePoisoning(Attack):
                 last_save = time.monotonic()
         bar.close()
         self.history, self.working_bytes = history, store.nbytes
+        self.report.update(epochs=release, history=history, working_delta_bytes=store.nbytes)
         released = store.release()
         return Poison.create(released, self.per, float(p["eps"]), spec, None if self.per == "class" else index)
 

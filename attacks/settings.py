@@ -34,9 +34,12 @@ _PAPER_TRAIN = {
 
 # Mini: CPU-sized (a ResNet-18 at width 0.125, batch 256, tens of epochs); see benchmark/scales.py.
 _MINI_TRAIN = {
-    "simclr": TrainConfig(epochs=25, batch_size=256, lr=0.5, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5),
-    "moco": TrainConfig(epochs=25, batch_size=256, lr=0.3, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5),
-    "byol": TrainConfig(epochs=25, batch_size=256, lr=0.5, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5),
+    "simclr": TrainConfig(epochs=25, batch_size=256, lr=0.5, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5,
+                          embedding_stats=512),
+    "moco": TrainConfig(epochs=25, batch_size=256, lr=0.3, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5,
+                        embedding_stats=512),
+    "byol": TrainConfig(epochs=25, batch_size=256, lr=0.5, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5,
+                        embedding_stats=512),
     "supervised": TrainConfig(epochs=40, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=0,
                               checkpoint_every=5),
 }

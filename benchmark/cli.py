@@ -153,6 +153,51 @@ def cmd_cells(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Every cell's state (done / running / queued / failed / pending) with its job id, log and last error."""
+    from collections import Counter
+
+    from .plan import make_plan
+    from .status import plan_status
+
+    plan = make_plan(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
+                     columns=args.columns)
+    status = plan_status(plan, args.store)
+    jobs = {j.key: j for j in plan.jobs}
+    rows = []
+    for cell in plan.cells:
+        victim = status.get(cell.victim.key)
+        if victim is None:  # its attack is not registered
+            rows.append([cell.grid, cell.row, cell.column, "skipped", "-", "-", "attack not registered"])
+            continue
+        shown, what = victim, "victim"
+        poison_key = jobs[cell.victim.key].depends_on
+        while poison_key and victim.state in ("pending", "queued") and status[poison_key].state != "done":
+            shown, what = status[poison_key], "poison"  # the cell waits on its poison: show that job
+            poison_key = jobs[poison_key].depends_on
+        state = shown.state if what == "victim" else f"{shown.state} ({what})"
+        rows.append([cell.grid, cell.row, cell.column, state, shown.job_id, shown.log, shown.error])
+    print(tabulate(rows, headers=["grid", "row", "column", "state", "job id", "log", "last error"]))
+    counts = Counter(s.state for s in status.values())
+    print(f"jobs: {len(plan.jobs)} ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}); "
+          f"`bench run` resubmits the failed and pending ones, nothing else")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel the running and queued jobs of a grid (scancel on Slurm, SIGTERM for local jobs)."""
+    from .plan import make_plan
+    from .status import cancel
+
+    plan = make_plan(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
+                     columns=args.columns)
+    cancelled = cancel(plan, args.store)
+    for job, status in cancelled:
+        print(f"cancelled {job.name} (job {status.job_id}, was {status.state})")
+    print(f"cancelled {len(cancelled)} job(s) of grid {args.grid} at the {args.scale} scale")
+    return 0
+
+
 def check_results_writable(results) -> None:
     """Fail before submitting anything when the results folder cannot be written."""
     import tempfile
@@ -267,9 +312,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
     p.set_defaults(func=cmd_cells)
 
+    for name, func, text in (("status", cmd_status, "every cell's job state (done / running / queued / failed / "
+                                                    "pending), job id, log path and last error"),
+                             ("cancel", cmd_cancel, "cancel a grid's running and queued jobs")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--grid", required=True)
+        p.add_argument("--scale", default="mini")
+        p.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows of the grid")
+        p.add_argument("--columns", nargs="+", metavar="COLUMN", help="only these columns")
+        p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
+        p.set_defaults(func=func)
+
+    from .figures import add_figures_command
     from .report_cli import add_report_commands
 
     add_report_commands(sub)
+    add_figures_command(sub)
 
     p = sub.add_parser("run", help="run a grid: plan its jobs, skip done ones, submit the rest")
     p.add_argument("--grid", required=True, help="effectiveness, downstream, architectures, transfer_supervised, "

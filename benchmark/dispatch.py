@@ -39,10 +39,12 @@ class JobCall(submitit.helpers.Checkpointable):
             torch.set_num_threads(self.threads)
 
         if self.job.kind == "poison":
-            from .poison_job import make_poison
+            from .poison_job import make_poison, poison_report
 
             poison = make_poison(self.job.attack, data_root=self.data_root, store=self.store)
-            return {"job": self.job.key, "poison": poison.checksum}
+            report = poison_report(self.job.attack, self.store) or {}
+            return {"job": self.job.key, "poison": poison.checksum,
+                    "resumed_from_epoch": report.get("resumed_from_epoch", 0)}
         from .specs import EvalSpec
         from .victim_job import run_victim
 
@@ -81,6 +83,16 @@ def write_ledger(store, scale: str, job: Job, handle, cluster: str) -> Path:
     return path
 
 
+def record_failure(store, scale: str, job: Job, err: BaseException) -> str:
+    """Keep the last line of a failed job's error in its ledger entry (for `bench status`); return it."""
+    text = str(err).strip()
+    line = text.splitlines()[-1][:200] if text else repr(err)
+    entry = read_ledger(store, scale, job.key)
+    if entry is not None:
+        write_json_atomic(ledger_dir(store, scale) / f"{job.key[:20]}.json", {**entry, "error": line})
+    return line
+
+
 def read_ledger(store, scale: str, key: str) -> dict | None:
     try:
         return json.loads((ledger_dir(store, scale) / f"{key[:20]}.json").read_text())
@@ -99,7 +111,8 @@ def make_executor(options: DispatchOptions, folder: Path):
         executor.update_parameters(**params)
         return executor
     if options.cluster == "slurm":
-        executor = submitit.AutoExecutor(folder, cluster="slurm")
+        # up to 20 requeues after time-outs or pre-emptions (submitit's default: 3); each resumes its checkpoint
+        executor = submitit.AutoExecutor(folder, cluster="slurm", slurm_max_num_timeout=20)
         params = {f"slurm_{k}": v for k, v in options.slurm.items()
                   if v is not None and k not in ("array_parallelism", "additional_parameters")}
         if options.gpus_per_job:
@@ -117,7 +130,10 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
     store_path, results_path = str(store_root(store)), str(results_root(results))
     folder = store_root(store) / "logs" / plan.scale / "%j"
     executor = make_executor(options, folder)
-    pending = plan.pending
+    from .status import ACTIVE, job_status
+
+    # a job still running or queued from an earlier `bench run` is not submitted twice; failed ones are
+    pending = [j for j in plan.pending if job_status(j, plan, store).state not in ACTIVE]
     poisons = [j for j in pending if j.kind == "poison" and j.depends_on is None]
     derived = [j for j in pending if j.kind == "poison" and j.depends_on is not None]  # CP-S after its CP-C
     victims = [j for j in pending if j.kind == "victim"]
@@ -151,7 +167,7 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
                         sub.handle.result()
                     except Exception as err:  # noqa: BLE001 - a failed job must not stop the grid
                         failed.add(sub.job.key)
-                        print(f"job {sub.job.name} failed: {str(err).strip().splitlines()[-1] if str(err).strip() else err!r}")
+                        print(f"job {sub.job.name} failed: {record_failure(store, plan.scale, sub.job, err)}")
 
     if options.cluster == "slurm":
         poison_subs = submit(poisons)
@@ -165,7 +181,7 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
                 try:
                     sub.handle.result()
                 except Exception as err:  # noqa: BLE001
-                    print(f"job {sub.job.name} failed: {err}")
+                    print(f"job {sub.job.name} failed: {record_failure(store, plan.scale, sub.job, err)}")
         return submissions
     run_waves(poisons)
     run_waves(derived)

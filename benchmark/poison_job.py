@@ -8,12 +8,23 @@ from attacks import ATTACKS, Poison, generate_poison
 from attacks.spec import AttackSpec
 
 from .paths import store_root
+from .records import environment, now, write_json_atomic
 from .scales import get_scale
 from .victim_job import default_device, load_split
 
 
 def poison_path(spec: AttackSpec, store=None) -> Path:
     return store_root(store) / "poisons" / spec.scale / f"{spec.attack}-{spec.key[:20]}.safetensors"
+
+
+def poison_report(spec: AttackSpec, store=None) -> dict | None:
+    """The record written beside a stored poison (history, resumed_from_epoch, timing), if any."""
+    import json
+
+    try:
+        return json.loads(poison_path(spec, store).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def load_poison(spec: AttackSpec, store=None) -> Poison | None:
@@ -32,10 +43,16 @@ def make_poison(spec: AttackSpec, *, data_root=None, store=None, device=None, pr
               for needed in ATTACKS.get(spec.attack)().requires(spec)}
     data = load_split(get_scale(spec.scale), spec.dataset, "train", data_root=data_root, store=store)
     path = poison_path(spec, store)
-    started = time.perf_counter()
-    poison = generate_poison(spec, data.images, data.labels, data.index, device=device or default_device(),
-                             workdir=path.with_suffix(".work"), progress=progress, inputs=inputs)
+    started, report = time.perf_counter(), {}
+    device = device or default_device()
+    poison = generate_poison(spec, data.images, data.labels, data.index, device=device,
+                             workdir=path.with_suffix(".work"), progress=progress, inputs=inputs, report=report)
     poison.save(path)
+    # the poison's own small record: how it was made (kept beside it in the store)
+    write_json_atomic(path.with_suffix(".json"), {
+        "kind": "poison", "spec": spec.to_dict(), "key": spec.key, "checksum": poison.checksum, "per": poison.per,
+        "data": f"{data.source}, {len(data)} images", "device": str(device), "created": now(),
+        "seconds_this_run": round(time.perf_counter() - started, 1), **report, **environment()})
     if progress:
         print(f"poison {spec.attack} ({spec.key[:12]}) made in {time.perf_counter() - started:.1f} s: {path}")
     return poison

@@ -67,3 +67,63 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path: Path, capsys, monke
         main(["run", "--grid", "motivation", "--scale", "smoke", "--cluster", "slurm", "--store", str(tmp_path),
               "--results", str(tmp_path)])
     assert not (tmp_path / "logs").exists()  # nothing submitted
+
+
+def test_status_shows_a_failed_job_and_the_next_run_resubmits_only_it(tmp_path: Path, capsys, monkeypatch):
+    import benchmark.victim_job as victim_job
+
+    where = ["--store", str(tmp_path), "--results", str(tmp_path), "--rows", "none", "untrained",
+             "--columns", "simclr", "moco"]
+    run_victim = victim_job.run_victim
+
+    def fails_for_moco(spec, *args, **kwargs):
+        if spec.algorithm == "moco":
+            raise RuntimeError("planted failure in the moco victim")
+        return run_victim(spec, *args, **kwargs)
+
+    monkeypatch.setattr(victim_job, "run_victim", fails_for_moco)
+    monkeypatch.setattr("pdb.post_mortem", lambda *a, **k: None)  # the debug executor opens pdb on a failure
+    assert main(["run", "--grid", "motivation", "--scale", "smoke", "--cluster", "debug", *where]) == 1
+    capsys.readouterr()
+    assert main(["status", "--grid", "motivation", "--scale", "smoke", *where]) == 0
+    out = capsys.readouterr().out
+    moco_line = next(line for line in out.splitlines() if line.startswith("motivation  none") and "moco" in line)
+    assert "failed" in moco_line and "planted failure in the moco victim" in moco_line
+    assert "2 done" in out and "1 failed" in out
+    monkeypatch.setattr(victim_job, "run_victim", run_victim)
+    assert main(["run", "--grid", "motivation", "--scale", "smoke", "--cluster", "debug", *where]) == 0
+    assert "submitted 1 jobs" in capsys.readouterr().out  # the failed one only
+
+
+@pytest.mark.slow
+def test_killing_bench_run_and_its_jobs_then_running_again_completes_the_grid(tmp_path: Path):
+    """Kill `bench run --cluster local` and every job at a random point; the next run completes the grid with
+    exactly one valid record per victim and no stray files in the records folder."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["run", "--grid", "motivation", "--scale", "smoke", "--rows", "none", "untrained",
+            "--store", str(tmp_path / "store"), "--results", str(tmp_path / "res")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli", *args, "--cluster", "local"], env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(random.Random().uniform(4.0, 20.0))
+    os.killpg(proc.pid, signal.SIGKILL)  # bench run and the local jobs it started (same session)
+    proc.wait()
+    for ledger in (tmp_path / "store" / "runs" / "smoke").glob("*.json"):  # any job that escaped the group
+        try:
+            os.kill(int(json.loads(ledger.read_text())["job_id"]), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    assert main([*args, "--cluster", "local"]) == 0
+    records = tmp_path / "res" / "records" / "smoke"
+    plan = make_plan("motivation", "smoke", results=tmp_path / "res", store=tmp_path / "store",
+                     rows=["none", "untrained"])
+    assert sorted(p.name for p in records.iterdir()) == sorted(f"{j.key[:20]}.json" for j in plan.jobs)
+    for path in records.iterdir():
+        record = json.loads(path.read_text())
+        assert record["key"].startswith(path.stem) and "cifar10" in record["metrics"]

@@ -1,0 +1,119 @@
+"""Watching a grid: the state of every job from its verified output, its ledger entry and its executor.
+
+A job is `done` when its output exists and verifies; else, if it was submitted (a ledger entry under
+<store>/runs/<scale>/), `running` or `queued` while its executor still has it, `failed` once it is gone
+without output (the last line of its error log says why); else `pending` (never submitted).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .dispatch import read_ledger
+from .plan import Job, Plan
+
+ACTIVE = ("running", "queued")
+
+
+@dataclass
+class JobStatus:
+    state: str  # done, running, queued, failed, pending
+    job_id: str = "-"
+    log: str = "-"
+    error: str = ""
+
+
+def last_line(path: str | None) -> str:
+    """The last non-empty line of a log file that is not a progress bar."""
+    try:
+        lines = Path(path).read_text(errors="replace").replace("\r", "\n").splitlines() if path else []
+    except OSError:
+        return ""
+    meaningful = [ln.strip() for ln in lines if ln.strip() and "it/s]" not in ln and "epoch/s]" not in ln]
+    return meaningful[-1][:200] if meaningful else ""
+
+
+def slurm_state(job_id: str) -> str | None:
+    """RUNNING / PENDING / ... from squeue, or None when Slurm no longer lists the job (or is absent)."""
+    if not shutil.which("squeue"):
+        return None
+    out = subprocess.run(["squeue", "-h", "-j", job_id.split("_")[0], "-o", "%T"], capture_output=True, text=True)
+    states = out.stdout.split()
+    return states[0] if out.returncode == 0 and states else None
+
+
+def pid_alive(job_id: str) -> bool:
+    try:
+        os.kill(int(job_id), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def result_of(entry: dict) -> tuple[str, object] | None:
+    """submitit's result pickle beside the job's log: ("success", value) or ("error", traceback)."""
+    if not entry.get("stdout"):
+        return None
+    path = Path(entry["stdout"]).with_name(Path(entry["stdout"]).name.replace("_log.out", "_result.pkl"))
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError):
+        return None
+
+
+def job_status(job: Job, plan: Plan, store) -> JobStatus:
+    if job.key in plan.done:
+        entry = read_ledger(store, plan.scale, job.key) or {}
+        return JobStatus("done", entry.get("job_id", "-"), entry.get("stdout") or "-")
+    entry = read_ledger(store, plan.scale, job.key)
+    if entry is None:
+        return JobStatus("pending")
+    job_id, log = entry["job_id"], entry.get("stdout") or "-"
+    result = result_of(entry)
+    if result is None and entry.get("error"):  # recorded by `bench run` when it saw the job fail
+        return JobStatus("failed", job_id, log, entry["error"])
+    if result is not None and result[0] == "error":
+        return JobStatus("failed", job_id, log, str(result[1]).strip().splitlines()[-1][:200])
+    if result is None:
+        if entry["cluster"] == "slurm":
+            state = slurm_state(job_id)
+            if state in ("RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "STOPPED", "SUSPENDED"):
+                return JobStatus("running", job_id, log)
+            if state is not None:  # PENDING (waiting for resources or for the job it depends on)
+                return JobStatus("queued", job_id, log)
+        elif entry["cluster"] == "local" and pid_alive(job_id):
+            return JobStatus("running", job_id, log)
+    # gone without a verified output: killed, timed out, or its output was removed since
+    error = last_line(entry.get("stderr")) or "no result: the job was killed or its output was removed"
+    return JobStatus("failed", job_id, log, error)
+
+
+def plan_status(plan: Plan, store) -> dict[str, JobStatus]:
+    return {job.key: job_status(job, plan, store) for job in plan.jobs}
+
+
+def cancel(plan: Plan, store) -> list[tuple[Job, JobStatus]]:
+    """Cancel every running or queued job of the plan (scancel on Slurm, SIGTERM locally)."""
+    cancelled = []
+    for job in plan.jobs:
+        status = job_status(job, plan, store)
+        if status.state not in ACTIVE:
+            continue
+        entry = read_ledger(store, plan.scale, job.key) or {}
+        if entry.get("cluster") == "slurm":
+            subprocess.run(["scancel", status.job_id], check=False)
+        elif entry.get("cluster") == "local":
+            try:
+                os.kill(int(status.job_id), signal.SIGTERM)
+            except (ValueError, ProcessLookupError):
+                continue
+        cancelled.append((job, status))
+    return cancelled
