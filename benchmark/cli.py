@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Sequence
 
@@ -198,6 +199,35 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    """The paper's claims checked against a scale's records; --write publishes, --check compares."""
+    from .claims import check_claims, claims_path, differences, to_json
+    from .records import results_root
+    from .tables import write_text_atomic
+
+    results = results_root(args.results)
+    claims = check_claims(results, args.scale)
+    for c in claims:
+        print(f"[{c.status:>12}] {c.statement}\n               {json.dumps(c.numbers)}")
+    current, path = to_json(claims, args.scale), claims_path(results, args.scale)
+    if args.write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(current, indent=1) + "\n")
+        print(f"wrote {path}")
+    if args.check:
+        try:
+            published = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"no published claims to check at {path} ({e}); run `bench claims --scale "
+                             f"{args.scale} --write` after the runs")
+        problems = differences(published, current)
+        for p in problems:
+            print(f"MISMATCH {p}")
+        print(f"{len(problems)} claim(s) differ from {path}" if problems else f"the records give {path}")
+        return 1 if problems else 0
+    return 0
+
+
 def check_results_writable(results) -> None:
     """Fail before submitting anything when the results folder cannot be written."""
     import tempfile
@@ -311,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="mini")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
     p.set_defaults(func=cmd_cells)
+
+    p = sub.add_parser("claims", help="check the paper's claims against a scale's records (no training)")
+    p.add_argument("--scale", default="mini")
+    p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
+    p.add_argument("--write", action="store_true", help="publish the result as <results>/claims/<scale>.json")
+    p.add_argument("--check", action="store_true", help="fail when the records differ from the published file")
+    p.set_defaults(func=cmd_claims)
 
     for name, func, text in (("status", cmd_status, "every cell's job state (done / running / queued / failed / "
                                                     "pending), job id, log path and last error"),

@@ -38,8 +38,8 @@ def test_a_grid_runs_to_completion_on_slurm_in_dependency_order(slurm_cluster, t
 
 def test_a_job_past_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(slurm_cluster, tmp_path: Path,  # noqa: F811
                                                                                  monkeypatch):
-    """A CP-C poison job of ~30 s of epochs under a 1-minute limit, signalled 20 s before it (each run gets
-    ~25 s here, imports included): submitit requeues it and
+    """A CP-C poison job of 80 short epochs (30 s to 80 s of work) under a 1-minute limit, signalled 20 s before
+    it (each run gets ~25 s, imports included): submitit requeues it (as often as needed) and
     the second run resumes from the epoch the first one checkpointed (every second here)."""
     import subprocess
 
@@ -52,17 +52,18 @@ def test_a_job_past_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(s
     monkeypatch.setenv("BENCH_CHECKPOINT_EVERY_S", "1")  # the job inherits the environment (sbatch --export=ALL)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     spec = AttackSpec("cp-c", "cifar10", "simclr", "resnet18", scale="smoke",
-                      params={"epochs": 30, "model_step": 2, "noise_step": 2})
+                      params={"epochs": 80, "model_step": 2, "noise_step": 2})
     plan = Plan("custom", "smoke", cells=[], jobs=[Job("poison", spec.key, attack=spec)])
     profile = {**load_profile("local"), "timeout_min": 1, "signal_delay_s": 20}
     store = tmp_path / "store"
     (submission,) = dispatch(plan, DispatchOptions("slurm", slurm=profile), store=store, results=tmp_path / "res")
     result = submission.handle.result()
     report = poison_report(spec, store)
-    assert result["resumed_from_epoch"] > 0 and report["resumed_from_epoch"] == result["resumed_from_epoch"]
-    assert [h["epoch"] for h in report["history"]] == list(range(1, 31))  # each epoch once: none redone
+    log = Path(submission.handle.paths.stdout).read_text()
+    assert result["resumed_from_epoch"] > 0, log
+    assert report["resumed_from_epoch"] == result["resumed_from_epoch"]
+    assert [h["epoch"] for h in report["history"]] == list(range(1, 81))  # each epoch once: none redone
     info = subprocess.run(["scontrol", "-o", "show", "job", str(submission.handle.job_id)], capture_output=True,
                           text=True).stdout
     assert "Restarts=0" not in info, info
-    log = Path(submission.handle.paths.stdout).read_text()
     assert f"resumed from the checkpoint of epoch {result['resumed_from_epoch']}" in log

@@ -103,8 +103,9 @@ class Trainer:
         for c, part in enumerate(parts):
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(_seed(self.config.seed, salt, rank() * self.chunks_per_process + c))
-                for v in range(count):
-                    out[v].append(self.augment(part))
+                # both views in one call (independent parameters per image): half the per-call overhead
+                for v, view in enumerate(self.augment(part.repeat(count, 1, 1, 1)).chunk(count)):
+                    out[v].append(view)
         views = [torch.cat(v) for v in out]
         if self.config.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One short GPU check (a lent GPU node, or any CUDA machine with torch): smoke-scale training of every
 # algorithm on CUDA with bf16 autocast, `bench perf train` at the paper's batch size, `bench perf attack`
-# (CP-S) at the paper scale, and a CP-S poisoned victim end to end. Generated images: no data set needed.
+# (CP-S) at the paper scale, every attack family end to end at the smoke scale, and where a step's time
+# goes (gpu_profile.py). Generated images: no data set needed.
 # Usage: bash benchmark/scripts/gpu_check.sh   (writes logs and records under $OUT, default /tmp/gpu-check)
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}
@@ -24,4 +25,7 @@ for algorithm in simclr moco byol supervised; do
 done
 step python3 -m benchmark.cli perf train --algorithm simclr --scale paper --batch-size 512 --synthetic --steps 10 --workers 8
 step python3 -m benchmark.cli perf attack --attack cp-s --algorithm simclr --scale paper --synthetic --images 10240 --epochs 1
-step python3 -m benchmark.cli victim --algorithm simclr --attack cp-s --scale smoke --device cuda
+for pair in simclr:cp-s byol:cp-s moco:cp-c supervised:ue-s supervised:ap-t; do  # every attack family on CUDA
+  step python3 -m benchmark.cli victim --algorithm "${pair%%:*}" --attack "${pair##*:}" --scale smoke --device cuda
+done
+python3 benchmark/scripts/gpu_profile.py

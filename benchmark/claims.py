@@ -1,0 +1,133 @@
+"""The paper's claims, checked against the records of a scale (no training: reads records only).
+
+`bench claims --scale mini` prints each claim with its numbers and whether it holds, fails, or is not
+measured yet; `--write` publishes the result as results/claims/<scale>.json (what the README quotes) and
+`--check` fails when the records no longer give the published result (CI runs it on the committed records).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from .grids import attack_spec
+from .leaderboard import damage
+from .specs import CONTROL, VictimSpec
+from .tables import RecordCache, build_table, cell_metric
+
+CONTRASTIVE = ("simclr", "moco", "byol")
+TAU_TABLES = ("effectiveness", "transfer_algorithms", "architectures")
+ALL_TABLES = ("effectiveness", "downstream", "architectures", "transfer_supervised", "transfer_algorithms",
+              "motivation")
+
+
+@dataclass
+class Claim:
+    name: str
+    statement: str
+    status: str = "not measured"  # holds, fails, not measured
+    numbers: dict = field(default_factory=dict)
+
+
+class Numbers:
+    """Accuracy of a victim on CIFAR-10 (probe, or a supervised victim's test accuracy) from the records."""
+
+    def __init__(self, results: Path, scale: str):
+        self.scale, self.cache = scale, RecordCache(results, scale)
+
+    def victim(self, algorithm: str, row: str = "none") -> VictimSpec:
+        return VictimSpec(algorithm, "resnet18", "cifar10", attack_spec(row, "cifar10", algorithm, self.scale),
+                          scale=self.scale)
+
+    def accuracy(self, algorithm: str, row: str = "none") -> float | None:
+        spec = self.victim(algorithm, row)
+        return cell_metric(self.cache.get(spec.key), "cifar10")
+
+    def untrained(self) -> float | None:
+        return cell_metric(self.cache.get(replace(self.victim("simclr"), algorithm=CONTROL).key), "cifar10")
+
+    def damage(self, algorithm: str, row: str) -> float | None:
+        return damage(self.accuracy(algorithm), self.accuracy(algorithm, row), self.untrained())
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _status(values: list[bool | None]) -> str:
+    if any(v is None for v in values) or not values:
+        return "not measured"
+    return "holds" if all(values) else "fails"
+
+
+def check_claims(results: Path, scale: str) -> list[Claim]:
+    n = Numbers(results, scale)
+    claims: list[Claim] = []
+
+    taus = {}
+    for grid in ALL_TABLES:
+        a = build_table(grid, scale, results).agreement
+        taus[grid] = {"kendall_tau": _round(a.kendall_tau), "cells": a.cells_measured}
+    claim = Claim("kendall_tau", "Kendall's tau between our cells and the paper's >= 0.4 in effectiveness, "
+                  "transfer_algorithms and architectures (reported for every table)", numbers=taus)
+    claim.status = _status([None if taus[g]["kendall_tau"] is None else taus[g]["kendall_tau"] >= 0.4
+                            for g in TAU_TABLES])
+    claims.append(claim)
+
+    per_algorithm, holds = {}, []
+    for algorithm in CONTRASTIVE:
+        d = {row: _round(n.damage(algorithm, row)) for row in ("cp-s", "cp-c")}
+        best = max((v for v in d.values() if v is not None), default=None)
+        per_algorithm[algorithm] = {**d, "stronger": best}
+        holds.append(None if best is None else best >= 0.4)
+    claims.append(Claim("cp_damage", "CIFAR-10: for each of SimCLR, MoCo v2, BYOL, the stronger of the matched "
+                        "CP-S and CP-C poisons has damage >= 0.4", _status(holds), per_algorithm))
+
+    changes = {}
+    for algorithm in CONTRASTIVE:
+        clean, noisy = n.accuracy(algorithm), n.accuracy(algorithm, "random")
+        changes[algorithm] = _round(None if clean is None or noisy is None else noisy - clean, 2)
+    measured = [abs(v) <= 3 for v in changes.values() if v is not None]
+    claims.append(Claim("random_noise", "Random noise changes each contrastive victim's accuracy by at most 3 "
+                        "points (victims measured so far)", _status(measured or [None]), changes))
+
+    drops = {}
+    for algorithm in CONTRASTIVE:
+        clean, attacked = n.accuracy("supervised"), n.accuracy("supervised", f"cp-c@{algorithm}")
+        drops[f"cp-c@{algorithm}"] = _round(None if clean is None or attacked is None else clean - attacked, 2)
+    best = max((v for v in drops.values() if v is not None), default=None)
+    claims.append(Claim("cp_c_supervised", "transfer_supervised: a CP-C poison lowers the supervised victim by "
+                        ">= 30 points", _status([None if best is None else best >= 30]), drops))
+
+    for attack in ("ap-t", "ue-s"):
+        clean, attacked = n.accuracy("supervised"), n.accuracy("supervised", attack)
+        drop = None if clean is None or attacked is None else clean - attacked
+        simclr = n.damage("simclr", attack)
+        claims.append(Claim(f"{attack}_motivation", f"{attack} lowers the supervised victim by >= 30 points while "
+                            "its damage on SimCLR stays below 0.3",
+                            _status([None if drop is None else drop >= 30, None if simclr is None else simclr < 0.3]),
+                            {"supervised_drop": _round(drop, 2), "simclr_damage": _round(simclr)}))
+    return claims
+
+
+def claims_path(results: Path, scale: str) -> Path:
+    return Path(results) / "claims" / f"{scale}.json"
+
+
+def to_json(claims: list[Claim], scale: str) -> dict:
+    return {"scale": scale, "claims": [asdict(c) for c in claims]}
+
+
+def differences(published: dict, current: dict) -> list[str]:
+    """Claims whose status or numbers differ between the published file and the records."""
+    old = {c["name"]: c for c in published.get("claims", [])}
+    out = []
+    for c in current["claims"]:
+        before = old.get(c["name"])
+        if before is None or before["status"] != c["status"] or before["numbers"] != c["numbers"]:
+            out.append(f"{c['name']}: published {json.dumps(before and {k: before[k] for k in ('status', 'numbers')})}"
+                       f", records give {json.dumps({k: c[k] for k in ('status', 'numbers')})}")
+    return out
+
+
+__all__ = ["Claim", "check_claims", "claims_path", "differences", "to_json"]
