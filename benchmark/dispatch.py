@@ -126,7 +126,8 @@ def make_executor(options: DispatchOptions, folder: Path):
 def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None, results=None,
              wait: bool = True) -> list[Submission]:
     """Submit the plan's pending jobs. On debug/local, waits for each wave (poisons, poisons made from other
-    poisons, then victims); on Slurm, each job depends (afterok) on the job it builds on."""
+    poisons, then victims); on Slurm, jobs go in arrays (one per dependency) and each depends (afterok) on the
+    job it builds on."""
     store_path, results_path = str(store_root(store)), str(results_root(results))
     folder = store_root(store) / "logs" / plan.scale / "%j"
     executor = make_executor(options, folder)
@@ -140,18 +141,12 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
     submissions: list[Submission] = []
     failed: set[str] = set()
 
-    def submit(jobs: list[Job], dependency: dict[str, str] | None = None) -> list[Submission]:
+    def submit(jobs: list[Job]) -> list[Submission]:
         out = []
         for job in jobs:
-            if options.cluster == "slurm":
-                extra = dict(options.slurm.get("additional_parameters", {}))
-                if dependency and job.depends_on in dependency:
-                    extra["dependency"] = f"afterok:{dependency[job.depends_on]}"
-                executor.update_parameters(slurm_additional_parameters=extra)
             if options.cluster != "debug":
                 executor.update_parameters(name=job.name)
-            threads = None if options.cluster == "slurm" else torch.get_num_threads()
-            handle = executor.submit(JobCall(job, data_root, store_path, results_path, threads))
+            handle = executor.submit(JobCall(job, data_root, store_path, results_path, torch.get_num_threads()))
             out.append(Submission(job, handle, write_ledger(store, plan.scale, job, handle, options.cluster)))
         return out
 
@@ -169,13 +164,32 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
                         failed.add(sub.job.key)
                         print(f"job {sub.job.name} failed: {record_failure(store, plan.scale, sub.job, err)}")
 
+    def submit_arrays(jobs: list[Job], ids: dict[str, str]) -> list[Submission]:
+        """Slurm: one job array per dependency (the jobs after one poison job, or after none), each capped
+        at `array_parallelism` tasks at a time, with afterok on that poison job's array task."""
+        groups: dict[str | None, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(ids.get(job.depends_on) if job.depends_on else None, []).append(job)
+        out = []
+        for after, group in groups.items():
+            extra = dict(options.slurm.get("additional_parameters", {}))
+            if after:
+                extra["dependency"] = f"afterok:{after}"
+            executor.update_parameters(slurm_additional_parameters=extra,
+                                       name=group[0].name if len(group) == 1 else f"{plan.grid}-{group[0].kind}s")
+            with executor.batch():
+                handles = [executor.submit(JobCall(job, data_root, store_path, results_path)) for job in group]
+            out += [Submission(job, handle, write_ledger(store, plan.scale, job, handle, options.cluster))
+                    for job, handle in zip(group, handles)]
+        return out
+
     if options.cluster == "slurm":
-        poison_subs = submit(poisons)
+        poison_subs = submit_arrays(poisons, {})
         ids = {s.job.key: str(s.handle.job_id) for s in poison_subs}
-        derived_subs = submit(derived, ids)
+        derived_subs = submit_arrays(derived, ids)
         ids.update({s.job.key: str(s.handle.job_id) for s in derived_subs})
         submissions.extend(poison_subs + derived_subs)
-        submissions.extend(submit(victims, ids))
+        submissions.extend(submit_arrays(victims, ids))
         if wait:
             for sub in submissions:
                 try:

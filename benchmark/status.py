@@ -42,7 +42,7 @@ def slurm_state(job_id: str) -> str | None:
     """RUNNING / PENDING / ... from squeue, or None when Slurm no longer lists the job (or is absent)."""
     if not shutil.which("squeue"):
         return None
-    out = subprocess.run(["squeue", "-h", "-j", job_id.split("_")[0], "-o", "%T"], capture_output=True, text=True)
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)  # 12_3: a task
     states = out.stdout.split()
     return states[0] if out.returncode == 0 and states else None
 

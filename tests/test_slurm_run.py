@@ -31,6 +31,12 @@ def test_a_grid_runs_to_completion_on_slurm_in_dependency_order(slurm_cluster, t
             assert started >= poison_done_at - 1, (started, poison_done_at)
     ledgers = [json.loads(p.read_text()) for p in (tmp_path / "store" / "runs" / "smoke").glob("*.json")]
     assert {entry["cluster"] for entry in ledgers} == {"slurm"} and len(ledgers) == 5
+    arrays = {}  # job arrays (ids 12_0, 12_1): one per dependency (the clean victims; those after the poison)
+    for entry in ledgers:
+        array, _, task = entry["job_id"].partition("_")
+        assert task.isdigit() == (entry["kind"] == "victim"), entry  # a lone poison job is no array
+        arrays.setdefault(array, []).append(entry["kind"])
+    assert sorted(map(sorted, arrays.values())) == [["poison"], ["victim", "victim"], ["victim", "victim"]]
     capsys.readouterr()
     assert main(["run", *SUBSET, "--cluster", "slurm", "--profile", "local", *where]) == 0
     assert "submitted 0 jobs" in capsys.readouterr().out
