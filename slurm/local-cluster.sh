@@ -2,7 +2,8 @@
 # A real single-node Slurm cluster on this host, for tests and CI.
 #
 #   slurm/local-cluster.sh up       start munged (if needed), slurmctld and slurmd; wait until the node is
-#                                   idle; print `export SLURM_CONF=...` (use: eval "$(slurm/local-cluster.sh up)")
+#                                   idle; print `export SLURM_CONF=... PATH=<sacct stand-in>:...`
+#                                   (use: eval "$(slurm/local-cluster.sh up)")
 #   slurm/local-cluster.sh status   print sinfo and squeue; exit 1 when the cluster is down
 #   slurm/local-cluster.sh down     cancel every job, stop slurmctld and slurmd (and munged if `up` started
 #                                   it), remove the state folder
@@ -214,6 +215,7 @@ cmd_up() {
     find_bin sinfo >/dev/null; find_bin scontrol >/dev/null; find_bin squeue >/dev/null; find_bin sbatch >/dev/null
     if [ -f "$CONF" ] && cluster_up; then
         echo "export SLURM_CONF=$CONF"
+        echo "export PATH=$DIR/bin:\$PATH"
         return 0
     fi
     [ "$(id -u)" -eq 0 ] || die "starting the cluster needs root (SlurmUser=root)"
@@ -235,9 +237,9 @@ cmd_up() {
         "$slurmd" -f "$CONF" -N "$(node_name)" 9>&- || die "slurmd failed to start; see $DIR/log/slurmd.log"
     fi
     wait_idle || die "cluster did not come up; run 'slurm/local-cluster.sh down' and retry"
-    log "for submitit's job states (no accounting database): export PATH=$DIR/bin:\$PATH (sacct stand-in)"
     log "up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s: node $(node_name), partition debug, conf $CONF"
     echo "export SLURM_CONF=$CONF"
+    echo "export PATH=$DIR/bin:\$PATH"  # submitit's job states with no accounting database: the sacct stand-in
 }
 
 cmd_status() {
