@@ -48,7 +48,17 @@ def slurm_state(job_id: str) -> str | None:
 
 
 def pid_alive(job_id: str) -> bool:
-    try:
+    """A local job's process (its id is the pid) still runs: not gone, not a zombie, and a submitit job
+    (a recycled pid of another program does not count)."""
+    proc = Path("/proc") / str(job_id)
+    if proc.is_dir():
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X") and b"submitit" in command
+    try:  # no /proc (not Linux)
         os.kill(int(job_id), 0)
     except (ValueError, ProcessLookupError):
         return False
