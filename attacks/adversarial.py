@@ -22,14 +22,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from victims.augment import eval_transform, supervised_augment, to_float
-from victims.train import fit, save_checkpoint
+from victims.train import fit, mix_seed, save_checkpoint
 
 from . import register_attack
-from .base import Attack, check_inputs
+from .base import Attack, check_inputs, rng_devices
 from .poison import Poison, eps_to_pixels
 from .spec import AttackSpec
-from .unlearnable import (batches, build_surrogate, load_state, logits_fn, mix_seed, rng_devices, scaled_params,
-                          state_path)
+from .unlearnable import batches, build_surrogate, load_state, logits_fn, scaled_params, state_path
 
 SURROGATE_FILE = "surrogate.pt"  # victims.train.fit's checkpoint of the surrogate, under the workdir
 

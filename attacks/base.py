@@ -1,11 +1,13 @@
 """The attack interface: a poison generator working on tensors handed to it (never on files)."""
 from __future__ import annotations
 
+import contextlib
 import os
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import torch
+from torch import nn
 
 from .poison import Poison
 from .spec import AttackSpec
@@ -22,6 +24,27 @@ def params(spec: AttackSpec, defaults: dict[str, Any]) -> dict[str, Any]:
         raise AttackParamError(f"unknown parameter(s) {unknown} for attack {spec.attack!r}; "
                                f"valid parameters: {sorted(defaults) or '(none)'}")
     return {**defaults, **spec.params}
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (batch-norm statistics frozen) and no parameter gradients inside; restored on exit."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def rng_devices(device: torch.device) -> list[torch.device]:
+    """The devices whose RNG `torch.random.fork_rng` must save: the CUDA device in use, if any."""
+    return [device] if device.type == "cuda" else []
 
 
 def check_inputs(images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> None:

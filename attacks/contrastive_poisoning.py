@@ -9,22 +9,21 @@ momentum/target branch of MoCo v2 and BYOL too; delta stays in the eps ball (no 
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from victims.algorithms import Algorithm
 from victims.augment import contrastive_augment, to_float
-from victims.train import Trainer, load_checkpoint, save_checkpoint
+from victims.train import Trainer, load_checkpoint, mix_seed, save_checkpoint
 
 from . import register_attack
-from .base import Attack, AttackParamError, check_inputs
+from .base import Attack, AttackParamError, check_inputs, frozen, rng_devices
 from .delta_store import DeltaStore
 from .poison import Poison, eps_to_pixels
 from .settings import build_model
@@ -78,13 +77,6 @@ def budget(spec: AttackSpec) -> dict[str, Any]:
     return p
 
 
-def _seed(*parts: int) -> int:
-    value = 0
-    for part in parts:
-        value = (value * 1_000_003 + int(part)) % (2**63 - 1)
-    return value
-
-
 class BatchStream:
     """Endless batches of sample positions: successive permutations drawn from (seed, cycle)."""
 
@@ -94,25 +86,9 @@ class BatchStream:
 
     def next(self) -> torch.Tensor:
         cycle, step = divmod(self.position, self.per_cycle)
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_seed(self.seed, cycle)))
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(mix_seed(self.seed, cycle)))
         self.position += 1
         return order[step * self.batch_size:(step + 1) * self.batch_size]
-
-
-@contextlib.contextmanager
-def frozen(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode (batch-norm statistics frozen) and no parameter gradients, restored afterwards."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
 
 
 def poisoned(clean: torch.Tensor, delta_pixels: torch.Tensor) -> torch.Tensor:
@@ -181,8 +157,8 @@ class ContrastivePoisoning(Attack):
         store = DeltaStore(rows, tuple(images.shape[1:]), eps_px, p["step_size"] * eps_px, device)
         data = images.to(device) if device.type == "cpu" or images.numel() < 8 * 2**30 else images
         targets = labels.to(device)
-        model_stream = BatchStream(len(images), batch, _seed(spec.seed, 1))
-        noise_stream = BatchStream(len(images), batch, _seed(spec.seed, 2))
+        model_stream = BatchStream(len(images), batch, mix_seed(spec.seed, 1))
+        noise_stream = BatchStream(len(images), batch, mix_seed(spec.seed, 2))
         state_path = Path(workdir) / "state.pt" if workdir else None
         state = load_checkpoint(state_path) if state_path else None
         history: list[dict] = []
@@ -215,8 +191,8 @@ class ContrastivePoisoning(Attack):
                     ids = noise_stream.next().to(device)
                     clean, y = data[ids.to(data.device)].to(device), targets[ids]
                     for s in range(int(p["num_steps"])):
-                        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                            torch.manual_seed(_seed(spec.seed, 3, epoch, b, s))
+                        with torch.random.fork_rng(devices=rng_devices(device)):
+                            torch.manual_seed(mix_seed(spec.seed, 3, epoch, b, s))
                             loss = self.perturbation_step(model, augment, store, clean, ids, y, p["dual_branch"],
                                                           config.channels_last)
                         noise_losses.append(loss)
@@ -260,7 +236,7 @@ class ContrastivePoisoning(Attack):
     def initialise(self, spec: AttackSpec, p: dict, store: DeltaStore, labels: torch.Tensor,
                    index: torch.Tensor) -> None:
         """U[-eps, eps] from the seed (CP-C, and CP-S with init='random')."""
-        store.fill_uniform(torch.Generator().manual_seed(_seed(spec.seed, 0)))
+        store.fill_uniform(torch.Generator().manual_seed(mix_seed(spec.seed, 0)))
 
 
 @register_attack("cp-c")

@@ -15,7 +15,6 @@ clamped the noise before adding it). Helpers shared with `adversarial.py` live h
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -23,15 +22,14 @@ from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 from victims.algorithms import Algorithm
 from victims.augment import eval_transform, to_float
-from victims.train import TrainConfig, Trainer, load_checkpoint, save_checkpoint
+from victims.train import TrainConfig, Trainer, load_checkpoint, mix_seed, save_checkpoint
 
 from . import register_attack
-from .base import Attack, AttackParamError, check_inputs, params
+from .base import Attack, AttackParamError, check_inputs, frozen, params, rng_devices
 from .poison import Poison, eps_to_pixels
 from .settings import build_model
 from .spec import AttackSpec
@@ -87,38 +85,10 @@ def scaled_params(spec: AttackSpec, budgets: dict[str, dict[str, dict[str, Any]]
     return p
 
 
-def mix_seed(*parts: int) -> int:
-    """One 63-bit seed from several integers (seed, round, batch, ...)."""
-    value = 0
-    for part in parts:
-        value = (value * 1_000_003 + int(part)) % (2**63 - 1)
-    return value
-
-
-def rng_devices(device: torch.device) -> list[torch.device]:
-    return [device] if device.type == "cuda" else []
-
-
 def build_surrogate(spec: AttackSpec, num_classes: int, image_side: int) -> tuple[Algorithm, TrainConfig, int]:
     """The scale's supervised network on `spec.arch` (ResNet-18 by default), weights drawn from spec.seed."""
     return build_model("supervised", spec.arch or "resnet18", spec.scale, num_classes, image_side=image_side,
                        seed=spec.seed)
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode (BN statistics frozen) and no parameter gradients inside; restored on exit."""
-    was_training = model.training
-    grads = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in grads:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, flag in grads:
-            p.requires_grad_(flag)
-        model.train(was_training)
 
 
 def logits_fn(model: Algorithm, config: TrainConfig, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:

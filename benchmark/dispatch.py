@@ -7,7 +7,6 @@ requeued after a time-out or pre-emption it resumes from its own checkpoint file
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

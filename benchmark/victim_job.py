@@ -5,7 +5,6 @@ import json
 import os
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 

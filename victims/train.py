@@ -57,7 +57,8 @@ def learning_rate(step: int, total_steps: int, warmup_steps: int, config: TrainC
     return final + (config.lr - final) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _seed(*parts: int) -> int:
+def mix_seed(*parts: int) -> int:
+    """One 63-bit seed from several integers (seed, step, chunk, ...)."""
     value = 0
     for p in parts:
         value = (value * 1_000_003 + int(p)) % (2**63 - 1)
@@ -102,7 +103,7 @@ class Trainer:
         devices = [self.device] if self.device.type == "cuda" else []
         for c, part in enumerate(parts):
             with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(_seed(self.config.seed, salt, rank() * self.chunks_per_process + c))
+                torch.manual_seed(mix_seed(self.config.seed, salt, rank() * self.chunks_per_process + c))
                 # both views in one call (independent parameters per image): half the per-call overhead
                 for v, view in enumerate(self.augment(part.repeat(count, 1, 1, 1)).chunk(count)):
                     out[v].append(view)
@@ -201,7 +202,7 @@ def fit(algorithm: Algorithm, images: torch.Tensor, labels: torch.Tensor, config
                unit="epoch", disable=not progress or rank() != 0, dynamic_ncols=True)
     for epoch in bar:
         t0 = time.perf_counter()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(config.seed, epoch)))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(config.seed, epoch)))
         losses = []
         for step in range(steps):
             batch = order[step * config.batch_size:(step + 1) * config.batch_size]
