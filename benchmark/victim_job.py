@@ -97,7 +97,9 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root
         config = type(config)(**{**asdict(config), "seed": spec.seed})
         augment = (supervised_augment if spec.algorithm == "supervised" else contrastive_augment)(
             source.input_size, spec.dataset)
-        checkpoint = store_root(store) / "checkpoints" / "victims" / f"{spec.key[:20]}.pt"
+        # the poison's checksum is in the name: a poison made again (new budget, new code) restarts training
+        tag = f"-{poison_info['checksum'][:12]}" if poison_info else ""
+        checkpoint = store_root(store) / "checkpoints" / "victims" / f"{spec.key[:20]}{tag}.pt"
         result = fit(algorithm, train.images, train.labels, config, augment, device=device,
                      perturbation=perturbation, checkpoint=checkpoint, progress=progress)
         history, resumed, train_s = result.history, result.resumed_from_epoch, result.wall_s

@@ -103,6 +103,82 @@ def test_cache_is_reused_then_rebuilt_when_corrupted(small_folder: Path, tmp_pat
     reload_rebuilds()
 
 
+def _killed_lock_holder(tmp_path: Path, initializer: str) -> int:
+    """Run a process that takes the cache lock, forks a child (which keeps the lock file open, as a decoding
+    pool's workers do) and is then SIGKILLed; return the child's pid."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ready = tmp_path / "ready"
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import os, time
+from pathlib import Path
+from benchmark.data.cache import _locked
+from benchmark.data.layouts import die_with_parent
+with _locked(Path({str(tmp_path / "cache")!r})):
+    pid = os.fork()  # like a decoding pool's worker: it keeps the lock file open
+    if pid == 0:
+        {initializer}()
+        time.sleep(600)
+        os._exit(0)
+    Path({str(ready)!r}).write_text(str(pid))
+    time.sleep(600)
+"""], cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() or not ready.read_text():
+            assert time.monotonic() < deadline and holder.poll() is None, "the lock holder did not start"
+            time.sleep(0.1)
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+    return int(ready.read_text())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return not f.read().rsplit(") ", 1)[-1].startswith("Z")
+    except FileNotFoundError:
+        return False
+
+
+def test_a_builder_killed_while_its_decoders_live_does_not_keep_the_cache_locked(tmp_path: Path):
+    import os
+    import signal
+    import threading
+
+    from benchmark.data.cache import _locked
+
+    child = _killed_lock_holder(tmp_path, "int")  # an orphaned child that outlives its parent
+    try:
+        assert _alive(child)
+        acquired = threading.Event()
+
+        def take() -> None:
+            with _locked(tmp_path / "cache"):
+                acquired.set()
+
+        threading.Thread(target=take, daemon=True).start()
+        assert acquired.wait(15), "the cache lock is still held through the orphaned worker's inherited file"
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_decoder_workers_die_with_the_process_that_made_them(tmp_path: Path):
+    import time
+
+    child = _killed_lock_holder(tmp_path, "die_with_parent")
+    deadline = time.monotonic() + 15
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
 def test_changed_source_gets_a_new_cache_entry(small_folder: Path, tmp_path: Path):
     store = tmp_path / "store"
     load_dataset("cifar10", "test", data_root=small_folder, store=store)

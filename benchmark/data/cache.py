@@ -47,13 +47,15 @@ def _sampled_digest(path: Path) -> str:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the folder, held by this process only: a POSIX record lock (lockf), which forked
+    children (the decoding pool) do not inherit, so a builder killed mid-way never leaves the lock held."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.lockf(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.lockf(lock, fcntl.LOCK_UN)
 
 
 def _read_valid(folder: Path, key: dict) -> CachedArrays | None:

@@ -5,8 +5,11 @@ fingerprint its files (part of the cache key) and decode a split into a uint8 (N
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import pickle
+import signal
+import sys
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
@@ -108,6 +111,16 @@ class Stl10Binary:
         return labels, self.classes(path)
 
 
+def die_with_parent() -> None:
+    """Pool initializer: on Linux, the worker gets SIGTERM when the process that made it dies (a killed job
+    leaves no orphaned decoders behind)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
 def _decode_chunk(job: tuple[list[str], int]) -> np.ndarray:
     """Decode a list of images to uint8 (k, 3, size, size) (one task per chunk keeps IPC cheap)."""
     paths, size = job
@@ -203,7 +216,7 @@ class ImageFolder:
         workers = workers or min(4, os.cpu_count() or 1)
         chunk = 500
         jobs = [(files[i:i + chunk], image_size) for i in range(0, len(files), chunk)]
-        with Pool(workers) as pool, tqdm(total=len(files), desc=f"decoding {path}", unit="img", mininterval=2,
+        with Pool(workers, initializer=die_with_parent) as pool, tqdm(total=len(files), desc=f"decoding {path}", unit="img", mininterval=2,
                                          leave=False) as bar:
             for i, block in enumerate(pool.imap(_decode_chunk, jobs)):
                 out[i * chunk:i * chunk + len(block)] = block
