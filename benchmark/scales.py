@@ -5,7 +5,7 @@ Only settings change between scales, never the cells. `paper` holds the official
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from attacks.settings import MODELS
 from victims.train import TrainConfig
@@ -40,6 +40,20 @@ class Scale:
     algorithm_settings: dict[str, dict] = field(default_factory=dict)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     knn_k: int = 200
+    # victim epochs where a data set or an architecture differs from the scale's default (warm-up scaled
+    # with them); an architecture's entry wins over its data set's
+    dataset_epochs: dict[str, int] = field(default_factory=dict)
+    arch_epochs: dict[str, int] = field(default_factory=dict)
+
+    def train_config(self, algorithm: str, dataset: str, arch: str) -> TrainConfig:
+        """The victim's training settings for this algorithm, data set and architecture."""
+        config = self.train[algorithm]
+        epochs = self.arch_epochs.get(arch, self.dataset_epochs.get(dataset, config.epochs))
+        if epochs == config.epochs:
+            return config
+        warmup = max(1, round(config.warmup_epochs * epochs / config.epochs)) if config.warmup_epochs else 0
+        return replace(config, epochs=epochs, warmup_epochs=warmup,
+                       checkpoint_every=max(1, min(config.checkpoint_every, epochs // 5)))
 
     def source(self, dataset: str) -> DataSource:
         if dataset not in self.data:
@@ -67,14 +81,21 @@ PAPER = Scale(
 # BYOL's, halved with the batch; MoCo's queue keeps about the paper's share of the training set
 # (4096 / 50,000 -> 1024 / 10,000). A calibration run of SimCLR here: probe 48.4% vs 26.2% untrained.
 # The networks and optimiser settings are attacks/settings.py's (shared with the attackers).
+# Cheaper where the `all` grid would not fit ~8 hours of this machine: CIFAR-100 at 50 images per class
+# (5,000); the slower architectures trained for about the compute of ResNet-18's 25 epochs (one training
+# step, 1 thread, width 0.125, relative to ResNet-18: VGG-19 1.4x as fast, ResNet-50 0.36x, DenseNet-121
+# 0.21x, MobileNetV2 0.29x); the 1,000-image Imagenette stand-in for ImageNet-100 gets 60 epochs (180
+# steps of 256) at 64 px, about 0.4 of a CIFAR-10 victim's compute.
 MINI = Scale(
     name="mini", width=MODELS["mini"].width,
     data={"cifar10": DataSource("cifar10", 32, train_per_class=1000),
-          "cifar100": DataSource("cifar100", 32),
+          "cifar100": DataSource("cifar100", 32, train_per_class=50),
           "stl10": DataSource("imagenette", 32, image_size=96),
           "imagenet100": DataSource("imagenette", 64, image_size=64)},
     train=MODELS["mini"].train, algorithm_settings=MODELS["mini"].algorithm_settings,
     probe=ProbeConfig(epochs=100, augment=False),
+    dataset_epochs={"imagenet100": 60},
+    arch_epochs={"resnet50": 9, "densenet121": 5, "mobilenetv2": 7},
 )
 
 SMOKE = Scale(

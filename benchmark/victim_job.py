@@ -93,7 +93,7 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root
     if spec.algorithm != CONTROL:
         algorithm = build_algorithm(spec.algorithm, encoder, train.num_classes,
                                     **scale.algorithm_settings.get(spec.algorithm, {}))
-        config = scale.train[spec.algorithm]
+        config = scale.train_config(spec.algorithm, spec.dataset, spec.arch)
         config = type(config)(**{**asdict(config), "seed": spec.seed})
         augment = (supervised_augment if spec.algorithm == "supervised" else contrastive_augment)(
             source.input_size, spec.dataset)

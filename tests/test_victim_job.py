@@ -87,3 +87,23 @@ def test_poisoned_victim_trains_on_the_stored_poison(tmp_path: Path):
     assert poisoned["poison"]["checksum"] == stored.checksum and poisoned["attack"] == "random"
     assert poisoned["history"][0]["loss"] != clean["history"][0]["loss"]  # same seed and views: the data differ
     assert make_poison(attack, store=tmp_path, progress=False).checksum == stored.checksum  # reused, not remade
+
+
+def test_a_scale_gives_slow_architectures_and_small_data_sets_their_own_epochs():
+    from dataclasses import replace
+
+    from benchmark.scales import get_scale
+
+    mini = get_scale("mini")
+    default = mini.train["simclr"]
+    assert mini.train_config("simclr", "cifar10", "resnet18") == default
+    dense = mini.train_config("simclr", "cifar10", "densenet121")
+    assert dense.epochs == mini.arch_epochs["densenet121"] < default.epochs
+    assert 1 <= dense.warmup_epochs < default.warmup_epochs and dense.checkpoint_every <= dense.epochs
+    assert (dense.lr, dense.batch_size) == (default.lr, default.batch_size)
+    small = mini.train_config("moco", "imagenet100", "resnet18")
+    assert small.epochs == 60 and small.warmup_epochs == round(default.warmup_epochs * 60 / default.epochs)
+    both = replace(mini, dataset_epochs={"cifar10": 11}, arch_epochs={"vgg19": 7})
+    assert both.train_config("simclr", "cifar10", "vgg19").epochs == 7  # the architecture's entry wins
+    assert both.train_config("simclr", "cifar10", "resnet18").epochs == 11
+    assert mini.train_config("supervised", "cifar10", "resnet18").warmup_epochs == 0
