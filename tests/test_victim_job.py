@@ -107,3 +107,23 @@ def test_a_scale_gives_slow_architectures_and_small_data_sets_their_own_epochs()
     assert both.train_config("simclr", "cifar10", "vgg19").epochs == 7  # the architecture's entry wins
     assert both.train_config("simclr", "cifar10", "resnet18").epochs == 11
     assert mini.train_config("supervised", "cifar10", "resnet18").warmup_epochs == 0
+
+
+def test_a_poison_made_again_differently_retrains_its_victim_instead_of_resuming(tmp_path: Path):
+    """The victim's checkpoint belongs to one poison (its checksum is in the name): after the poison is made
+    again with other contents (a new budget, new code), the victim trains from scratch on it."""
+    from attacks import Poison
+    from attacks.spec import AttackSpec
+    from benchmark.poison_job import load_poison, poison_path
+
+    attack = AttackSpec("random", "cifar10", scale="smoke")
+    spec = VictimSpec("simclr", poison=attack, scale="smoke")
+    first = run_victim(spec, store=tmp_path, results=tmp_path, progress=False)
+    assert run_victim(spec, store=tmp_path, results=tmp_path, progress=False)["resumed_from_epoch"] == \
+        len(first["history"])  # the same poison: resumed from its final checkpoint
+    old = load_poison(attack, tmp_path)
+    remade = Poison.create(-old.delta, old.per, old.eps, attack, old.index)
+    remade.save(poison_path(attack, tmp_path))
+    again = run_victim(spec, store=tmp_path, results=tmp_path, progress=False)
+    assert again["poison"]["checksum"] == remade.checksum != first["poison"]["checksum"]
+    assert again["resumed_from_epoch"] == 0 and again["history"][0]["loss"] != first["history"][0]["loss"]
