@@ -28,13 +28,12 @@ from attacks.settings import build_model
 
 from .data import DatasetNotFoundError, ImageData
 from .grids import GRIDS, attack_spec
-from .paths import store_root
 from .poison_job import load_poison, poison_path
 from .records import read_records, results_root
 from .scales import get_scale
 from .specs import SCALES
 from .tables import Table, build_tables, caption
-from .victim_job import default_device, load_split
+from .victim_job import default_device, load_split, victim_checkpoint
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -311,7 +310,7 @@ def pick_tsne_records(records: list[dict]) -> tuple[dict | None, dict | None]:
 
 
 def checkpoint_path(record: dict, store=None) -> Path:
-    return store_root(store) / "checkpoints" / "victims" / f"{record['key'][:20]}.pt"
+    return victim_checkpoint(record["key"], (record.get("poison") or {}).get("checksum"), store)
 
 
 def load_encoder(record: dict, num_classes: int, store=None) -> tuple[torch.nn.Module, int]:

@@ -65,22 +65,28 @@ class Plan:
         return sum(j.gpu_hours for j in self.jobs)
 
 
-def victim_done(victim: VictimSpec, probes: tuple[str, ...], results) -> bool:
+def victim_done(victim: VictimSpec, probes: tuple[str, ...], results, poison_checksum: str | None = None) -> bool:
+    """A record with every probe, trained on the poison that is stored now (`poison_checksum`; None when the
+    poison is still to be made, which makes its victims to be run again too)."""
     record = read_record(record_path(results_root(results), victim.scale, victim.key))
-    return record is not None and all(p in record["metrics"] for p in probes)
+    if record is None or not all(p in record["metrics"] for p in probes):
+        return False
+    if victim.poison is not None and not victim.poison.is_clean:
+        return poison_checksum is not None and (record.get("poison") or {}).get("checksum") == poison_checksum
+    return True
 
 
-def poison_done(attack: AttackSpec, store) -> bool:
+def stored_poison_checksum(attack: AttackSpec, store) -> str | None:
+    """The checksum of the valid stored poison of `attack`, or None (missing, corrupt or tampered)."""
     from attacks import Poison, PoisonError
 
     path = poison_path(attack, store)
     if not path.is_file():
-        return False
+        return None
     try:
-        Poison.load(path, expected_spec=attack)
+        return Poison.load(path, expected_spec=attack).checksum
     except PoisonError:
-        return False  # corrupt or tampered: made again
-    return True
+        return None  # made again
 
 
 def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str] | None = None,
@@ -116,15 +122,17 @@ def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str
         for needed in ATTACKS.get(attack.attack)().requires(attack):
             poisons.setdefault(needed.key, needed)
             needs[key] = needed.key
+    checksums: dict[str, str | None] = {}
     for key in sorted(poisons, key=lambda k: k in needs):  # independent poisons first
         plan.jobs.append(Job("poison", key, attack=poisons[key], depends_on=needs.get(key)))
-        if poison_done(poisons[key], store):
+        checksums[key] = stored_poison_checksum(poisons[key], store)
+        if checksums[key] is not None:
             plan.done.add(key)
     for key, victim in victims.items():
         # the training data set is always probed first (its number is the one most tables show)
         wanted = tuple(dict.fromkeys([victim.dataset] + probes[key]))
         plan.jobs.append(Job("victim", key, victim=victim, probes=wanted,
                              depends_on=victim.poison.key if victim.poison else None))
-        if victim_done(victim, wanted, results):
+        if victim_done(victim, wanted, results, checksums.get(victim.poison.key) if victim.poison else None):
             plan.done.add(key)
     return plan

@@ -5,6 +5,7 @@ import json
 import os
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 
@@ -65,6 +66,13 @@ def evaluate(encoder: torch.nn.Module, scale: Scale, spec: VictimSpec, eval_spec
     return metrics, data_used
 
 
+def victim_checkpoint(key: str, poison_checksum: str | None = None, store=None) -> Path:
+    """Where a victim's training checkpoint lives. The poison's checksum is in the name: a poison made again
+    (a new budget, new code) restarts its victims' training instead of resuming from the old poison's."""
+    tag = f"-{poison_checksum[:12]}" if poison_checksum else ""
+    return store_root(store) / "checkpoints" / "victims" / f"{key[:20]}{tag}.pt"
+
+
 def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root=None, store=None, results=None,
                device: torch.device | str | None = None, progress: bool = True) -> dict:
     """Train (unless it is the `untrained` control) and evaluate one victim; write and return its record.
@@ -97,9 +105,7 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root
         config = type(config)(**{**asdict(config), "seed": spec.seed})
         augment = (supervised_augment if spec.algorithm == "supervised" else contrastive_augment)(
             source.input_size, spec.dataset)
-        # the poison's checksum is in the name: a poison made again (new budget, new code) restarts training
-        tag = f"-{poison_info['checksum'][:12]}" if poison_info else ""
-        checkpoint = store_root(store) / "checkpoints" / "victims" / f"{spec.key[:20]}{tag}.pt"
+        checkpoint = victim_checkpoint(spec.key, poison_info and poison_info["checksum"], store)
         result = fit(algorithm, train.images, train.labels, config, augment, device=device,
                      perturbation=perturbation, checkpoint=checkpoint, progress=progress)
         history, resumed, train_s = result.history, result.resumed_from_epoch, result.wall_s

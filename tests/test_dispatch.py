@@ -57,6 +57,33 @@ def test_a_corrupt_record_is_run_again(tmp_path: Path):
     assert [j.key for j in plan.pending] == [victim.key]
 
 
+def test_a_victim_of_a_poison_made_again_or_missing_is_run_again(tmp_path: Path):
+    """A record counts as done only for the poison stored now: after the poison is made again with other
+    contents (a new budget), or while it is missing (to be made again), its victim is pending too."""
+    from attacks import Poison
+    from benchmark.poison_job import load_poison, poison_path
+
+    grid = ["run", "--grid", "effectiveness", "--scale", "smoke", "--cluster", "debug", "--rows", "random",
+            "--columns", "cifar10/simclr", "--store", str(tmp_path), "--results", str(tmp_path)]
+    assert main(grid) == 0
+
+    def pending() -> list[str]:
+        plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["random"],
+                         columns=["cifar10/simclr"])
+        return sorted(j.kind for j in plan.pending)
+
+    assert pending() == []
+    poison_job = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["random"],
+                           columns=["cifar10/simclr"]).jobs[0]
+    path = poison_path(poison_job.attack, tmp_path)
+    old = load_poison(poison_job.attack, tmp_path)
+    Poison.create(-old.delta, old.per, old.eps, poison_job.attack, old.index).save(path)
+    assert pending() == ["victim"]
+    path.unlink()
+    assert pending() == ["poison", "victim"]
+    assert main(grid) == 0 and pending() == []
+
+
 def test_bad_input_is_refused_before_anything_runs(tmp_path: Path, capsys, monkeypatch):
     assert main(["run", "--grid", "table9", "--scale", "smoke"]) == 2
     assert "valid grids: effectiveness, downstream" in capsys.readouterr().err
