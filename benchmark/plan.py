@@ -66,8 +66,8 @@ class Plan:
 
 
 def victim_done(victim: VictimSpec, probes: tuple[str, ...], results, poison_checksum: str | None = None) -> bool:
-    """A record with every probe, trained on the poison that is stored now (`poison_checksum`; None when the
-    poison is still to be made, which makes its victims to be run again too)."""
+    """A record with every probe, trained on the poison stored now (`poison_checksum`; None while the poison
+    is still to be made, and then its victims are to be run again too)."""
     record = read_record(record_path(results_root(results), victim.scale, victim.key))
     if record is None or not all(p in record["metrics"] for p in probes):
         return False

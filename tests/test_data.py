@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +19,7 @@ from PIL import Image
 from benchmark.cli import main
 from benchmark.data import (IMAGENET100_CLASSES, DatasetNotFoundError, balanced_subset, load_dataset,
                             make_synthetic)
+from benchmark.data.cache import _locked
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -106,12 +113,6 @@ def test_cache_is_reused_then_rebuilt_when_corrupted(small_folder: Path, tmp_pat
 def _killed_lock_holder(tmp_path: Path, initializer: str) -> int:
     """Run a process that takes the cache lock, forks a child (which keeps the lock file open, as a decoding
     pool's workers do) and is then SIGKILLed; return the child's pid."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     ready = tmp_path / "ready"
     holder = subprocess.Popen([sys.executable, "-c", f"""
 import os, time
@@ -147,12 +148,6 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_builder_killed_while_its_decoders_live_does_not_keep_the_cache_locked(tmp_path: Path):
-    import os
-    import signal
-    import threading
-
-    from benchmark.data.cache import _locked
-
     child = _killed_lock_holder(tmp_path, "int")  # an orphaned child that outlives its parent
     try:
         assert _alive(child)
@@ -170,8 +165,6 @@ def test_a_builder_killed_while_its_decoders_live_does_not_keep_the_cache_locked
 
 
 def test_decoder_workers_die_with_the_process_that_made_them(tmp_path: Path):
-    import time
-
     child = _killed_lock_holder(tmp_path, "die_with_parent")
     deadline = time.monotonic() + 15
     while _alive(child) and time.monotonic() < deadline:

@@ -67,14 +67,15 @@ def test_a_victim_of_a_poison_made_again_or_missing_is_run_again(tmp_path: Path)
             "--columns", "cifar10/simclr", "--store", str(tmp_path), "--results", str(tmp_path)]
     assert main(grid) == 0
 
-    def pending() -> list[str]:
-        plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["random"],
+    def plan():
+        return make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["random"],
                          columns=["cifar10/simclr"])
-        return sorted(j.kind for j in plan.pending)
+
+    def pending() -> list[str]:
+        return sorted(j.kind for j in plan().pending)
 
     assert pending() == []
-    poison_job = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["random"],
-                           columns=["cifar10/simclr"]).jobs[0]
+    poison_job = plan().jobs[0]
     path = poison_path(poison_job.attack, tmp_path)
     old = load_poison(poison_job.attack, tmp_path)
     Poison.create(-old.delta, old.per, old.eps, poison_job.attack, old.index).save(path)
