@@ -1,7 +1,8 @@
 """Planning: a grid's cells become distinct jobs (one per poison, one per victim run), skipping done ones."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 
 from attacks import ATTACKS
 from victims.registry import UnknownNameError
@@ -10,6 +11,7 @@ from attacks.spec import AttackSpec
 from .grids import Cell, grid_cells
 from .poison_job import poison_path
 from .records import read_record, record_path, results_root
+from .scales import get_scale
 from .specs import CONTROL, VictimSpec
 
 # Rough GPU hours per job at the paper scale on one A100-class GPU (for planning, not a measurement):
@@ -65,11 +67,19 @@ class Plan:
         return sum(j.gpu_hours for j in self.jobs)
 
 
+def probe_settings(scale: str) -> dict:
+    """The scale's probe protocol as a record stores it (JSON: tuples become lists)."""
+    return json.loads(json.dumps(asdict(get_scale(scale).probe)))
+
+
 def victim_done(victim: VictimSpec, probes: tuple[str, ...], results, poison_checksum: str | None = None) -> bool:
-    """A record with every probe, trained on the poison stored now (`poison_checksum`; None while the poison
+    """A record with every probe, made with the scale's probe protocol of now (a changed protocol probes the
+    finished checkpoint again), trained on the poison stored now (`poison_checksum`; None while the poison
     is still to be made, and then its victims are to be run again too)."""
     record = read_record(record_path(results_root(results), victim.scale, victim.key))
     if record is None or not all(p in record["metrics"] for p in probes):
+        return False
+    if record.get("settings", {}).get("probe") != probe_settings(victim.scale):
         return False
     if victim.poison is not None and not victim.poison.is_clean:
         return poison_checksum is not None and (record.get("poison") or {}).get("checksum") == poison_checksum

@@ -93,7 +93,7 @@ MINI = Scale(
           "stl10": DataSource("imagenette", 32, image_size=96),
           "imagenet100": DataSource("imagenette", 64, image_size=64)},
     train=MODELS["mini"].train, algorithm_settings=MODELS["mini"].algorithm_settings,
-    probe=ProbeConfig(epochs=100, augment=False),
+    probe=ProbeConfig(epochs=100, augment=False, standardize=True),
     dataset_epochs={"imagenet100": 60},
     arch_epochs={"resnet50": 9, "densenet121": 5, "mobilenetv2": 7},
 )
@@ -103,7 +103,7 @@ SMOKE = Scale(
     data={name: DataSource("synthetic", 32, train_per_class=32, test_per_class=16)
           for name in ("cifar10", "cifar100", "stl10", "imagenet100")},
     train=MODELS["smoke"].train, algorithm_settings=MODELS["smoke"].algorithm_settings,
-    probe=ProbeConfig(epochs=10, batch_size=128, milestones=(6, 8), augment=False),
+    probe=ProbeConfig(epochs=10, batch_size=128, milestones=(6, 8), augment=False, standardize=True),
     knn_k=20,
 )
 

@@ -85,6 +85,27 @@ def test_a_victim_of_a_poison_made_again_or_missing_is_run_again(tmp_path: Path)
     assert main(grid) == 0 and pending() == []
 
 
+def test_a_record_made_with_another_probe_protocol_is_probed_again_without_training(tmp_path: Path):
+    """Changing the scale's probe (e.g. standardised features) makes finished victims pending; running them
+    again resumes the final checkpoint (no epoch trained) and probes it the new way."""
+    grid = ["run", "--grid", "effectiveness", "--scale", "smoke", "--cluster", "debug", "--rows", "none",
+            "--columns", "cifar10/simclr", "--store", str(tmp_path), "--results", str(tmp_path)]
+    assert main(grid) == 0
+    (name, record), = _records(tmp_path).items()
+    path = tmp_path / "records" / "smoke" / name
+    epochs = record["settings"]["train"]["epochs"]
+    assert record["resumed_from_epoch"] == 0 and record["settings"]["probe"]["standardize"] is True
+    record["settings"]["probe"]["standardize"] = False  # as a record made before the protocol changed
+    path.write_text(json.dumps(record))
+    plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["none"],
+                     columns=["cifar10/simclr"])
+    assert [j.kind for j in plan.pending] == ["victim"]
+    assert main(grid) == 0
+    again = _records(tmp_path)[name]
+    assert again["resumed_from_epoch"] == epochs and again["settings"]["probe"]["standardize"] is True
+    assert again["history"] == record["history"]
+
+
 def test_bad_input_is_refused_before_anything_runs(tmp_path: Path, capsys, monkeypatch):
     assert main(["run", "--grid", "table9", "--scale", "smoke"]) == 2
     assert "valid grids: effectiveness, downstream" in capsys.readouterr().err

@@ -60,3 +60,29 @@ def test_knn_votes_by_weighted_neighbours():
     test = torch.tensor([[1.0, 0.05], [0.05, 1.0], [0.8, 0.3]])
     assert knn_accuracy(train, labels, test, torch.tensor([0, 1, 0]), 2, k=2) == 100.0
     assert knn_accuracy(train, labels, test, torch.tensor([1, 0, 1]), 2, k=2) == 0.0
+
+
+class TinyMeanColour(MeanColour):
+    """The same separable features shrunk to ~1e-6 on a large offset, as a random narrow network's can be."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1.0 + 1e-6 * super().forward(x)
+
+
+def test_standardized_probe_learns_features_too_small_for_the_raw_probe():
+    train, test = colour_images(64, 0), colour_images(32, 1)
+    results = {}
+    for standardize in (False, True):
+        cfg = ProbeConfig(epochs=20, batch_size=64, lr=0.5, milestones=(15,), augment=False, standardize=standardize)
+        results[standardize] = linear_probe(TinyMeanColour(), *train, *test, num_classes=4, input_size=16,
+                                            normalization="synthetic", config=cfg)
+    assert results[True].best_accuracy == 100.0
+    assert results[False].best_accuracy <= 50.0  # SGD cannot move on features this small
+
+
+def test_standardized_probe_uses_the_same_statistics_with_augmentation():
+    train, test = colour_images(64, 0), colour_images(32, 1)
+    cfg = ProbeConfig(epochs=20, batch_size=64, lr=0.5, milestones=(15,), augment=True, standardize=True)
+    result = linear_probe(TinyMeanColour(), *train, *test, num_classes=4, input_size=16, normalization="synthetic",
+                          config=cfg)
+    assert result.best_accuracy == 100.0
