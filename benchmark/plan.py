@@ -1,11 +1,11 @@
 """Planning: a grid's cells become distinct jobs (one per poison, one per victim run), skipping done ones."""
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from attacks import ATTACKS
 from victims.registry import UnknownNameError
+from victims.train import outcome_settings
 from attacks.spec import AttackSpec
 
 from .grids import Cell, grid_cells
@@ -13,6 +13,7 @@ from .poison_job import poison_path
 from .records import read_record, record_path, results_root
 from .scales import get_scale
 from .specs import CONTROL, VictimSpec
+from .victim_job import victim_settings
 
 # Rough GPU hours per job at the paper scale on one A100-class GPU (for planning, not a measurement):
 # a ResNet-18 contrastive victim is 1000 epochs of CIFAR-10; CP-C is 1000 epochs of 20 + 20 batches;
@@ -67,19 +68,27 @@ class Plan:
         return sum(j.gpu_hours for j in self.jobs)
 
 
-def probe_settings(scale: str) -> dict:
-    """The scale's probe protocol as a record stores it (JSON: tuples become lists)."""
-    return json.loads(json.dumps(asdict(get_scale(scale).probe)))
+def same_settings(recorded: dict, expected: dict) -> bool:
+    """A record's settings equal the expected ones, but for those that change no trained weight."""
+    def outcome(settings: dict) -> dict:
+        return {**settings, "train": outcome_settings(settings["train"])} if "train" in settings else settings
+    return outcome(recorded) == outcome(expected)
 
 
 def victim_done(victim: VictimSpec, probes: tuple[str, ...], results, poison_checksum: str | None = None) -> bool:
-    """A record with every probe, made with the scale's probe protocol of now (a changed protocol probes the
-    finished checkpoint again), trained on the poison stored now (`poison_checksum`; None while the poison
-    is still to be made, and then its victims are to be run again too)."""
+    """A record with every probe, made with the scale's settings and data of now (a changed probe protocol
+    probes the finished checkpoint again; changed training settings or data train it again), trained on
+    the poison stored now (`poison_checksum`; None while the poison is still to be made, and then its
+    victims are to be run again too)."""
     record = read_record(record_path(results_root(results), victim.scale, victim.key))
     if record is None or not all(p in record["metrics"] for p in probes):
         return False
-    if record.get("settings", {}).get("probe") != probe_settings(victim.scale):
+    if not same_settings(record.get("settings", {}), victim_settings(victim)):
+        return False
+    scale = get_scale(victim.scale)
+    data = record.get("data", {})
+    if data.get("stands_for") != scale.describe_data(victim.dataset) or any(
+            data.get("probed", {}).get(p, {}).get("stands_for") != scale.describe_data(p) for p in probes):
         return False
     if victim.poison is not None and not victim.poison.is_clean:
         return poison_checksum is not None and (record.get("poison") or {}).get("checksum") == poison_checksum

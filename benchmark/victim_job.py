@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -14,7 +14,7 @@ from victims.architectures import build_architecture
 from victims.augment import contrastive_augment, eval_transform, supervised_augment
 from victims.distributed import rank
 from victims.probe import classifier_accuracy, extract_features, knn_accuracy, linear_probe
-from victims.train import fit
+from victims.train import TrainConfig, fit
 
 from .data import ImageData, load_dataset
 from .paths import store_root
@@ -66,6 +66,23 @@ def evaluate(encoder: torch.nn.Module, scale: Scale, spec: VictimSpec, eval_spec
     return metrics, data_used
 
 
+def victim_train_config(spec: VictimSpec) -> TrainConfig:
+    """The scale's training settings for this victim, with the victim's seed."""
+    config = get_scale(spec.scale).train_config(spec.algorithm, spec.dataset, spec.arch)
+    return replace(config, seed=spec.seed)
+
+
+def victim_settings(spec: VictimSpec) -> dict:
+    """Every setting of the scale that a victim's record depends on, as its record stores them (JSON)."""
+    scale = get_scale(spec.scale)
+    settings: dict = {"width": scale.width, "input_size": scale.source(spec.dataset).input_size,
+                      "probe": asdict(scale.probe), "knn_k": scale.knn_k}
+    if spec.algorithm != CONTROL:
+        settings.update(train=asdict(victim_train_config(spec)),
+                        algorithm=scale.algorithm_settings.get(spec.algorithm, {}))
+    return json.loads(json.dumps(settings))
+
+
 def victim_checkpoint(key: str, poison_checksum: str | None = None, store=None) -> Path:
     """Where a victim's training checkpoint lives. The poison's checksum is in the name: a poison made again
     (a new budget, new code) restarts its victims' training instead of resuming from the old poison's."""
@@ -94,22 +111,19 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root
                        "eps": poison.eps, "file": poison_path(spec.poison, store).name}
     torch.manual_seed(spec.seed)
     encoder = build_architecture(spec.arch, stem=source.stem, width=scale.width)
-    settings: dict = {"width": scale.width, "input_size": source.input_size, "probe": asdict(scale.probe),
-                      "knn_k": scale.knn_k}
+    settings = victim_settings(spec)
     history, resumed, train_s = [], 0, 0.0
     algorithm = None
     if spec.algorithm != CONTROL:
         algorithm = build_algorithm(spec.algorithm, encoder, train.num_classes,
                                     **scale.algorithm_settings.get(spec.algorithm, {}))
-        config = scale.train_config(spec.algorithm, spec.dataset, spec.arch)
-        config = type(config)(**{**asdict(config), "seed": spec.seed})
+        config = victim_train_config(spec)
         augment = (supervised_augment if spec.algorithm == "supervised" else contrastive_augment)(
             source.input_size, spec.dataset)
         checkpoint = victim_checkpoint(spec.key, poison_info and poison_info["checksum"], store)
         result = fit(algorithm, train.images, train.labels, config, augment, device=device,
                      perturbation=perturbation, checkpoint=checkpoint, progress=progress)
         history, resumed, train_s = result.history, result.resumed_from_epoch, result.wall_s
-        settings.update(train=asdict(config), algorithm=scale.algorithm_settings.get(spec.algorithm, {}))
         encoder = algorithm.encoder
     if rank() != 0:
         return {}

@@ -106,6 +106,28 @@ def test_a_record_made_with_another_probe_protocol_is_probed_again_without_train
     assert again["history"] == record["history"]
 
 
+def test_a_record_of_other_training_settings_or_data_is_pending_but_not_one_of_other_logging(tmp_path: Path):
+    grid = ["run", "--grid", "effectiveness", "--scale", "smoke", "--cluster", "debug", "--rows", "none",
+            "--columns", "cifar10/simclr", "--store", str(tmp_path), "--results", str(tmp_path)]
+    assert main(grid) == 0
+    (name, record), = _records(tmp_path).items()
+    path = tmp_path / "records" / "smoke" / name
+
+    def pending_after(edit) -> list[str]:
+        changed = json.loads(json.dumps(record))
+        edit(changed)
+        path.write_text(json.dumps(changed))
+        plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["none"],
+                         columns=["cifar10/simclr"])
+        return [j.kind for j in plan.pending]
+
+    assert pending_after(lambda r: None) == []
+    assert pending_after(lambda r: r["settings"]["train"].update(embedding_stats=0, checkpoint_every=99)) == []
+    assert pending_after(lambda r: r["settings"]["train"].update(epochs=99)) == ["victim"]
+    assert pending_after(lambda r: r["settings"].update(width=1.0)) == ["victim"]
+    assert pending_after(lambda r: r["data"].update(stands_for="cifar10 -> synthetic (32 px, 99/class)")) == ["victim"]
+
+
 def test_bad_input_is_refused_before_anything_runs(tmp_path: Path, capsys, monkeypatch):
     assert main(["run", "--grid", "table9", "--scale", "smoke"]) == 2
     assert "valid grids: effectiveness, downstream" in capsys.readouterr().err

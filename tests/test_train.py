@@ -85,6 +85,26 @@ def test_interrupted_run_resumes_to_the_same_weights(name, tmp_path: Path):
         assert torch.equal(a, b), key
 
 
+def test_a_checkpoint_of_other_settings_or_data_is_not_resumed_but_one_of_other_logging_is(tmp_path: Path):
+    data = make_synthetic("train", per_class=8)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.2, warmup_epochs=1, checkpoint_every=1)
+    checkpoint = tmp_path / "victim.pt"
+    fit(make("simclr"), data.images, data.labels, cfg, augment_for("simclr"), checkpoint=checkpoint, progress=False)
+    logging_only = replace(cfg, checkpoint_every=2, embedding_stats=8)
+    result = fit(make("simclr"), data.images, data.labels, logging_only, augment_for("simclr"),
+                 checkpoint=checkpoint, progress=False)
+    assert result.resumed_from_epoch == 2
+    with pytest.warns(UserWarning, match="other training settings or data"):
+        result = fit(make("simclr"), data.images, data.labels, replace(cfg, epochs=3), augment_for("simclr"),
+                     checkpoint=checkpoint, progress=False)
+    assert result.resumed_from_epoch == 0 and len(result.history) == 3
+    fewer = make_synthetic("train", per_class=6)
+    with pytest.warns(UserWarning, match="other training settings or data"):
+        result = fit(make("simclr"), fewer.images, fewer.labels, replace(cfg, epochs=3), augment_for("simclr"),
+                     checkpoint=checkpoint, progress=False)
+    assert result.resumed_from_epoch == 0
+
+
 # Contiguous tensors: CPU batch norm in channels_last accumulates in float32, which makes the one-process
 # reference itself less precise than the float64 statistics of GlobalBatchNorm. The one-step check compares
 # the exact update at a large learning rate. Over many steps these tiny nets are chaotic: in one process, a

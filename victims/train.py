@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -38,6 +39,16 @@ class TrainConfig:
     seed: int = 1112
     view_chunks: int = 0  # augmentation RNG chunks per batch; 0 = one per process (same views under DDP)
     embedding_stats: int = 0  # images used to log alignment/uniformity after each epoch (0 = off)
+
+
+# TrainConfig fields that do not change the trained weights (how often to save, what to log)
+MEASUREMENT_ONLY = ("checkpoint_every", "embedding_stats")
+
+
+def outcome_settings(config: TrainConfig | dict) -> dict:
+    """The settings that determine the trained weights: two runs that agree on these train the same model."""
+    settings = asdict(config) if isinstance(config, TrainConfig) else dict(config)
+    return {k: v for k, v in settings.items() if k not in MEASUREMENT_ONLY}
 
 
 @dataclass
@@ -190,6 +201,10 @@ def fit(algorithm: Algorithm, images: torch.Tensor, labels: torch.Tensor, config
     targets = labels.to(device)
     result, start = TrainResult(), 0
     state = load_checkpoint(checkpoint) if checkpoint else None
+    if state is not None and (outcome_settings(state.get("config", asdict(config))) != outcome_settings(config)
+                              or state.get("images", n) != n):
+        warnings.warn(f"{checkpoint} was made with other training settings or data: training from the start")
+        state = None
     if state is not None:
         trainer.load_state_dict(state["trainer"])
         torch.set_rng_state(state["rng"])
@@ -226,6 +241,6 @@ def fit(algorithm: Algorithm, images: torch.Tensor, labels: torch.Tensor, config
         if checkpoint and rank() == 0 and (last or (epoch + 1) % config.checkpoint_every == 0):
             save_checkpoint(checkpoint, {"epoch": epoch + 1, "trainer": trainer.state_dict(),
                                          "rng": torch.get_rng_state(), "history": result.history,
-                                         "wall_s": result.wall_s, "config": asdict(config)})
+                                         "wall_s": result.wall_s, "config": asdict(config), "images": n})
     bar.close()
     return result
