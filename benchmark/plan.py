@@ -9,7 +9,7 @@ from victims.train import outcome_settings
 from attacks.spec import AttackSpec
 
 from .grids import Cell, grid_cells
-from .poison_job import poison_path
+from .poison_job import poison_is_current, poison_path
 from .records import read_record, record_path, results_root
 from .scales import get_scale
 from .specs import CONTROL, VictimSpec
@@ -100,7 +100,7 @@ def stored_poison_checksum(attack: AttackSpec, store) -> str | None:
     from attacks import Poison, PoisonError
 
     path = poison_path(attack, store)
-    if not path.is_file():
+    if not path.is_file() or not poison_is_current(attack, store):
         return None
     try:
         return Poison.load(path, expected_spec=attack).checksum

@@ -1,6 +1,8 @@
 """One poison job: make the poison of an AttackSpec on the scale's training data and store it."""
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -19,18 +21,41 @@ def poison_path(spec: AttackSpec, store=None) -> Path:
 
 def poison_report(spec: AttackSpec, store=None) -> dict | None:
     """The record written beside a stored poison (history, resumed_from_epoch, timing), if any."""
-    import json
-
     try:
         return json.loads(poison_path(spec, store).with_suffix(".json").read_text())
     except (OSError, ValueError):
         return None
 
 
+def attack_settings(spec: AttackSpec) -> dict:
+    """The attack's settings at its scale (its budget with `spec.params` over it), as a poison's record keeps them."""
+    return json.loads(json.dumps(ATTACKS.get(spec.attack)().params(spec)))
+
+
+def poison_is_current(spec: AttackSpec, store=None) -> bool:
+    """Whether the stored poison of `spec` was made with the attack's settings of now, from the stored
+    versions of the poisons it starts from (CP-S from CP-C). A poison without these in its record (made
+    before they were kept) counts as current."""
+    report = poison_report(spec, store)
+    if report is None:
+        return True
+    if "settings" in report and report["settings"] != attack_settings(spec):
+        return False
+    for needed in ATTACKS.get(spec.attack)().requires(spec):
+        made_from = report.get("inputs", {}).get(needed.key)
+        if made_from is not None and (made_from != (poison_report(needed, store) or {}).get("checksum")
+                                      or not poison_is_current(needed, store)):
+            return False
+    return True
+
+
 def load_poison(spec: AttackSpec, store=None) -> Poison | None:
-    """The stored, verified poison of `spec`, or None when it has not been made yet."""
+    """The stored, verified poison of `spec`, or None when it has not been made yet, or was made with
+    other settings or from another version of the poison it starts from (then it is to be made again)."""
     path = poison_path(spec, store)
-    return Poison.load(path, expected_spec=spec) if path.is_file() else None
+    if not path.is_file() or not poison_is_current(spec, store):
+        return None
+    return Poison.load(path, expected_spec=spec)
 
 
 def make_poison(spec: AttackSpec, *, data_root=None, store=None, device=None, progress: bool = True) -> Poison:
@@ -38,11 +63,15 @@ def make_poison(spec: AttackSpec, *, data_root=None, store=None, device=None, pr
     existing = load_poison(spec, store)
     if existing is not None:
         return existing
+    path = poison_path(spec, store)
+    if path.is_file():  # made with other settings or inputs: start again, not from its checkpoints
+        if progress:
+            print(f"poison {spec.attack} ({spec.key[:12]}) was made with other settings or inputs: making it again")
+        shutil.rmtree(path.with_suffix(".work"), ignore_errors=True)
     # poisons this one starts from (CP-S from CP-C) are made, or reused, and stored first
     inputs = {needed.key: make_poison(needed, data_root=data_root, store=store, device=device, progress=progress)
               for needed in ATTACKS.get(spec.attack)().requires(spec)}
     data = load_split(get_scale(spec.scale), spec.dataset, "train", data_root=data_root, store=store)
-    path = poison_path(spec, store)
     started, report = time.perf_counter(), {}
     device = device or default_device()
     poison = generate_poison(spec, data.images, data.labels, data.index, device=device,
@@ -51,6 +80,7 @@ def make_poison(spec: AttackSpec, *, data_root=None, store=None, device=None, pr
     # the poison's own small record: how it was made (kept beside it in the store)
     write_json_atomic(path.with_suffix(".json"), {
         "kind": "poison", "spec": spec.to_dict(), "key": spec.key, "checksum": poison.checksum, "per": poison.per,
+        "settings": attack_settings(spec), "inputs": {key: made.checksum for key, made in inputs.items()},
         "data": f"{data.source}, {len(data)} images", "device": str(device), "created": now(),
         "seconds_this_run": round(time.perf_counter() - started, 1), **report, **environment()})
     if progress:

@@ -172,6 +172,38 @@ def test_stored_cp_s_poison_reuses_and_stores_its_cp_c(tmp_path):
     assert torch.equal(Poison.load(poison_path(s, tmp_path), expected_spec=s).delta, made.delta)
 
 
+def test_a_poison_made_with_other_settings_or_from_another_cp_c_is_made_again(tmp_path):
+    """A budget change (the record's settings) or a CP-C made again (the checksum CP-S started from) makes
+    the stored poison stale: the plan lists it as pending and make_poison makes it again."""
+    import json
+
+    from benchmark.plan import stored_poison_checksum
+    from benchmark.poison_job import attack_settings, load_poison, make_poison, poison_path
+
+    s = spec("cp-s", epochs=1, model_step=1, noise_step=1, num_steps=1)
+    made = make_poison(s, store=tmp_path, device="cpu", progress=False)
+    record_file = poison_path(s, tmp_path).with_suffix(".json")
+    record = json.loads(record_file.read_text())
+    cpc = cp.cpc_spec_for(s)
+    assert record["settings"] == attack_settings(s) and record["inputs"] == {cpc.key: load_poison(cpc, tmp_path).checksum}
+    assert stored_poison_checksum(s, tmp_path) == made.checksum
+
+    def stale_after(edit) -> bool:
+        changed = json.loads(json.dumps(record))
+        edit(changed)
+        record_file.write_text(json.dumps(changed))
+        return load_poison(s, tmp_path) is None and stored_poison_checksum(s, tmp_path) is None
+
+    assert not stale_after(lambda r: None)
+    assert not stale_after(lambda r: (r.pop("settings"), r.pop("inputs")))  # made before these were kept
+    assert stale_after(lambda r: r["settings"].update(epochs=5))
+    assert stale_after(lambda r: r["inputs"].update({cpc.key: "0" * 64}))
+    made_again = make_poison(s, store=tmp_path, device="cpu", progress=False)
+    assert json.loads(record_file.read_text())["settings"] == attack_settings(s)
+    assert torch.equal(made_again.delta, made.delta)  # same settings and seed: the same poison, from the start
+    assert load_poison(s, tmp_path) is not None
+
+
 def test_plan_orders_cp_s_after_its_cp_c(tmp_path):
     from benchmark.plan import make_plan
 
