@@ -118,7 +118,7 @@ def _killed_lock_holder(tmp_path: Path, initializer: str) -> int:
 import os, time
 from pathlib import Path
 from benchmark.data.cache import _locked
-from benchmark.data.layouts import die_with_parent
+from benchmark.data.layouts import decoder_worker_init
 with _locked(Path({str(tmp_path / "cache")!r})):
     pid = os.fork()  # like a decoding pool's worker: it keeps the lock file open
     if pid == 0:
@@ -165,11 +165,31 @@ def test_a_builder_killed_while_its_decoders_live_does_not_keep_the_cache_locked
 
 
 def test_decoder_workers_die_with_the_process_that_made_them(tmp_path: Path):
-    child = _killed_lock_holder(tmp_path, "die_with_parent")
+    child = _killed_lock_holder(tmp_path, "decoder_worker_init")
     deadline = time.monotonic() + 15
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(child)
+
+
+def test_decoder_workers_end_on_sigterm_whatever_handler_their_parent_has():
+    """submitit's jobs catch SIGTERM (and log it); decoder workers forked from such a job must not run that
+    handler: a pool's shutdown signals its live workers, and a handler that never returns (here a sleep;
+    seen: a fork-inherited logging lock held at the fork) left an Imagenette job waiting on its decoder."""
+    script = """
+import signal, time
+from multiprocessing import Pool
+from benchmark.data.layouts import decoder_worker_init
+signal.signal(signal.SIGTERM, lambda *_: time.sleep(3600))
+with Pool(2, initializer=decoder_worker_init) as pool:
+    print(pool.apply(eval, ("__import__('signal').getsignal(15) == __import__('signal').SIG_DFL",)))
+"""
+    try:
+        done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"the pool's shutdown hung on a worker: {e.stdout}")
+    assert done.returncode == 0 and done.stdout.split()[-1] == "True", (done.stdout, done.stderr)
 
 
 def test_changed_source_gets_a_new_cache_entry(small_folder: Path, tmp_path: Path):

@@ -111,9 +111,13 @@ class Stl10Binary:
         return labels, self.classes(path)
 
 
-def die_with_parent() -> None:
-    """Pool initializer: on Linux, the worker gets SIGTERM when the process that made it dies (a killed job
-    leaves no orphaned decoders behind)."""
+def decoder_worker_init() -> None:
+    """Pool initializer. SIGTERM ends the worker: it does not keep a handler inherited from the process that
+    forked it (submitit's jobs log and ignore SIGTERM; a worker running that handler, e.g. stuck on a logging
+    lock copied locked by the fork, never exits and the pool's shutdown waits on it forever). On Linux, the
+    worker also gets SIGTERM when the process that made it dies (a killed job leaves no orphaned decoders)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends the pool
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -216,11 +220,13 @@ class ImageFolder:
         workers = workers or min(4, os.cpu_count() or 1)
         chunk = 500
         jobs = [(files[i:i + chunk], image_size) for i in range(0, len(files), chunk)]
-        with Pool(workers, initializer=die_with_parent) as pool, tqdm(total=len(files), desc=f"decoding {path}", unit="img", mininterval=2,
-                                         leave=False) as bar:
+        with Pool(workers, initializer=decoder_worker_init) as pool, \
+                tqdm(total=len(files), desc=f"decoding {path}", unit="img", mininterval=2, leave=False) as bar:
             for i, block in enumerate(pool.imap(_decode_chunk, jobs)):
                 out[i * chunk:i * chunk + len(block)] = block
                 bar.update(len(block))
+            pool.close()  # workers leave on their own; the `with` then has none left to signal
+            pool.join()
         return labels, classes
 
 
