@@ -20,6 +20,7 @@ from .plan import Job, Plan
 from .records import results_root, write_json_atomic
 
 CLUSTERS = ("local", "slurm", "debug")
+POLL_S = 2.0  # local: how often finished jobs are looked for
 
 
 class JobCall(submitit.helpers.Checkpointable):
@@ -124,8 +125,8 @@ def make_executor(options: DispatchOptions, folder: Path):
 
 def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None, results=None,
              wait: bool = True) -> list[Submission]:
-    """Submit the plan's pending jobs. On debug/local, waits for each wave (poisons, poisons made from other
-    poisons, then victims); on Slurm, jobs go in arrays (one per dependency) and each depends (afterok) on the
+    """Submit the plan's pending jobs. On local, `parallel` at a time, each as soon as a slot is free and its
+    poison is made (debug: one after the other, in this process); on Slurm, jobs go in arrays (one per dependency) and each depends (afterok) on the
     job it builds on."""
     store_path, results_path = str(store_root(store)), str(results_root(results))
     folder = store_root(store) / "logs" / plan.scale / "%j"
@@ -149,19 +150,42 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
             out.append(Submission(job, handle, write_ledger(store, plan.scale, job, handle, options.cluster)))
         return out
 
-    def run_waves(jobs: list[Job]) -> None:
-        step = max(1, options.parallel)
-        for start in range(0, len(jobs), step):
-            wave = [j for j in jobs[start:start + step] if j.depends_on not in failed]
-            subs = submit(wave)
-            submissions.extend(subs)
-            if wait:
-                for sub in subs:
-                    try:
-                        sub.handle.result()
-                    except Exception as err:  # noqa: BLE001 - a failed job must not stop the grid
-                        failed.add(sub.job.key)
-                        print(f"job {sub.job.name} failed: {record_failure(store, plan.scale, sub.job, err)}")
+    def finish(sub: Submission) -> None:
+        try:
+            sub.handle.result()
+        except Exception as err:  # noqa: BLE001 - a failed job must not stop the grid
+            failed.add(sub.job.key)
+            print(f"job {sub.job.name} failed: {record_failure(store, plan.scale, sub.job, err)}")
+
+    def run_local(jobs: list[Job]) -> None:
+        """Keep `parallel` jobs running: a job starts as soon as a slot is free and the poison it needs (if
+        this run makes it) is made; the jobs after a failed poison are left out. `debug` runs them in order."""
+        if not wait:  # submitted at once, nothing waited for
+            submissions.extend(submit(jobs))
+            return
+        queue, running, step = list(jobs), [], max(1, options.parallel)
+        unfinished = {j.key for j in jobs}
+        while queue or running:
+            for job in list(queue):
+                if job.depends_on in failed:
+                    queue.remove(job)
+                    failed.add(job.key)
+                    unfinished.discard(job.key)
+                    print(f"job {job.name} not run: the job it needs failed")
+                elif len(running) < step and job.depends_on not in unfinished:
+                    queue.remove(job)
+                    running += submit([job])
+                    submissions.append(running[-1])
+                    if options.cluster == "debug":
+                        break  # run it now (result() below), then look at the queue again
+            done = [sub for sub in running if options.cluster == "debug" or sub.handle.done()]
+            if not done:
+                time.sleep(POLL_S)
+                continue
+            for sub in done:
+                running.remove(sub)
+                finish(sub)
+                unfinished.discard(sub.job.key)
 
     def submit_arrays(jobs: list[Job], ids: dict[str, str]) -> list[Submission]:
         """Slurm: one job array per dependency (the jobs after one poison job, or after none), each capped
@@ -196,7 +220,5 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
                 except Exception as err:  # noqa: BLE001
                     print(f"job {sub.job.name} failed: {record_failure(store, plan.scale, sub.job, err)}")
         return submissions
-    run_waves(poisons)
-    run_waves(derived)
-    run_waves(victims)
+    run_local(poisons + derived + victims)
     return submissions

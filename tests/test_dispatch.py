@@ -198,3 +198,62 @@ def test_killing_bench_run_and_its_jobs_then_running_again_completes_the_grid(tm
     for path in records.iterdir():
         record = json.loads(path.read_text())
         assert record["key"].startswith(path.stem) and "cifar10" in record["metrics"]
+
+
+class _FakeHandle:
+    """A submitted job that finishes after `polls` looks at it (or fails, for a poison named in `failing`)."""
+
+    def __init__(self, job_id: int, polls: int, fail: bool, log: list):
+        self.job_id, self.polls, self.fail, self.log = job_id, polls, fail, log
+
+    def done(self) -> bool:
+        self.polls -= 1
+        return self.polls <= 0
+
+    def result(self):
+        self.log.append(("end", self.job_id))
+        if self.fail:
+            raise RuntimeError("boom")
+        return {}
+
+
+class _FakeExecutor:
+    def __init__(self, polls: dict[str, int], failing: set[str]):
+        self.polls, self.failing, self.started, self.log = polls, failing, [], []
+
+    def update_parameters(self, **_):
+        pass
+
+    def submit(self, call):
+        running = sum(1 for kind, _ in self.log if kind == "start") - sum(1 for kind, _ in self.log if kind == "end")
+        self.log.append(("start", len(self.started)))
+        self.started.append((call.job, running + 1))
+        job = call.job
+        kind = f"{job.attack.attack}@{job.attack.algorithm}" if job.kind == "poison" else f"victim-{job.victim.attack}"
+        return _FakeHandle(len(self.started) - 1, self.polls[kind], kind in self.failing, self.log)
+
+
+def test_local_runs_keep_every_slot_busy_and_start_a_victim_as_soon_as_its_poison_is_made(tmp_path, monkeypatch):
+    """Two slots, a slow and a quick poison: the quick poison's victim starts while the slow one is still
+    being made (no waves); no more than two run at once; a failed poison's victims are not run."""
+    from benchmark import dispatch as d
+
+    plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["random", "cp-c"],
+                     columns=["cifar10/simclr", "cifar10/moco"])
+    fake = _FakeExecutor({"cp-c@simclr": 30, "cp-c@moco": 1, "random@None": 1, "victim-random": 2,
+                          "victim-cp-c": 2}, failing={"cp-c@moco"})
+    monkeypatch.setattr(d, "make_executor", lambda options, folder: fake)
+    monkeypatch.setattr(d, "POLL_S", 0.0)
+    d.dispatch(plan, d.DispatchOptions(cluster="local", parallel=2), store=tmp_path, results=tmp_path)
+
+    def name(job) -> tuple[str, str, str]:
+        return (job.kind, job.attack.attack, job.attack.algorithm) if job.kind == "poison" else \
+            (job.kind, job.victim.attack, job.victim.algorithm)
+
+    names = [name(job) for job, _ in fake.started]
+    assert max(n for _, n in fake.started) == 2
+    assert ("victim", "cp-c", "moco") not in names  # its poison failed
+    cpc_end = fake.log.index(("end", names.index(("poison", "cp-c", "simclr"))))
+    for algorithm in ("simclr", "moco"):
+        assert fake.log.index(("start", names.index(("victim", "random", algorithm)))) < cpc_end
+    assert names[-1] == ("victim", "cp-c", "simclr") and len(names) == 6
