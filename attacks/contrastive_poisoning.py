@@ -37,7 +37,9 @@ CONTRASTIVE = ("simclr", "moco", "byol")
 # mini: 10,000 CIFAR-10 images on 2 CPU cores, within ~30 minutes for CP-C followed by CP-S. CP-S budgets
 # tried against the mini SimCLR victim (damage on its probe): 8 epochs x 5 steps 0.21 (kept: the best and
 # the cheapest, ~19 minutes alone); 12 x 5 (~28 minutes) 0.18; 20 epochs x 2 steps (more encoder passes, the
-# same 40 noise steps per sample) 0.12.
+# same 40 noise steps per sample) 0.12. The same models and data on an H100 (benchmark/scripts/gpu_cp_budget.py,
+# results/explorations/cp_budget_h100.txt; 2,000 test images): CP-S 8 x 5 damage 0.17, 24 x 5 0.28 (CP-C
+# 0.04): the damage grows with the budget, which the mini's ~30 CPU minutes per poison keep at ~8 epochs.
 BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
         "cp-c": {"epochs": 1000, "model_step": 20, "noise_step": 20, "num_steps": 1, "step_size": 0.1},

@@ -29,3 +29,14 @@ for pair in simclr:cp-s byol:cp-s moco:cp-c supervised:ue-s supervised:ap-t; do 
   step python3 -m benchmark.cli victim --algorithm "${pair%%:*}" --attack "${pair##*:}" --scale smoke --device cuda
 done
 python3 benchmark/scripts/gpu_profile.py
+echo; echo "=== records of the CUDA smoke runs ==="
+python3 - <<'PY'
+import glob, json, os
+for path in sorted(glob.glob(os.path.join(os.environ["BENCH_RESULTS"], "records", "smoke", "*.json"))):
+    r = json.load(open(path))
+    h = r.get("history") or [{}]
+    m = r["metrics"][r["victim"]["dataset"]]
+    print(f"{r['victim']['algorithm']:>10} {r['attack']:>6} on {r['device']}: loss {h[0].get('loss', float('nan')):.3f} -> "
+          f"{h[-1].get('loss', float('nan')):.3f} over {len(h)} epochs, {h[-1].get('images_per_s', 0):.0f} img/s, "
+          f"probe {m['probe_best']:.1f}, train {r['timing']['train_s']} s")
+PY
