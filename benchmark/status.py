@@ -2,7 +2,8 @@
 
 A job is `done` when its output exists and verifies; else, if it was submitted (a ledger entry under
 <store>/runs/<scale>/), `running` or `queued` while its executor still has it, `failed` once it is gone
-without output (the last line of its error log says why); else `pending` (never submitted).
+without output (the last line of its error log says why); else `pending` (never submitted, or finished
+but its output is gone or out of date).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from .dispatch import read_ledger
 from .plan import Job, Plan
 
 ACTIVE = ("running", "queued")
+OUTDATED = ("finished earlier, but its output is gone or out of date (other settings, data, poison or probe "
+            "protocol): `bench run` runs it again")
 
 
 @dataclass
@@ -92,6 +95,8 @@ def job_status(job: Job, plan: Plan, store) -> JobStatus:
         return JobStatus("failed", job_id, log, entry["error"])
     if result is not None and result[0] == "error":
         return JobStatus("failed", job_id, log, str(result[1]).strip().splitlines()[-1][:200])
+    if result is not None:  # it finished, but what it made no longer counts
+        return JobStatus("pending", job_id, log, OUTDATED)
     if result is None:
         if entry["cluster"] == "slurm":
             state = slurm_state(job_id)

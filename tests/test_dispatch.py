@@ -86,9 +86,11 @@ def test_a_victim_of_a_poison_made_again_or_missing_is_run_again(tmp_path: Path)
 
 
 def test_a_record_made_with_another_probe_protocol_is_probed_again_without_training(tmp_path: Path):
-    """Changing the scale's probe (e.g. standardised features) makes finished victims pending; running them
-    again resumes the final checkpoint (no epoch trained) and probes it the new way."""
-    grid = ["run", "--grid", "effectiveness", "--scale", "smoke", "--cluster", "debug", "--rows", "none",
+    """Changing the scale's probe (e.g. standardised features) makes finished victims pending (status says
+    why); running them again resumes the final checkpoint (no epoch trained) and probes it the new way."""
+    from benchmark.status import OUTDATED, plan_status
+
+    grid = ["run", "--grid", "effectiveness", "--scale", "smoke", "--cluster", "local", "--rows", "none",
             "--columns", "cifar10/simclr", "--store", str(tmp_path), "--results", str(tmp_path)]
     assert main(grid) == 0
     (name, record), = _records(tmp_path).items()
@@ -100,6 +102,8 @@ def test_a_record_made_with_another_probe_protocol_is_probed_again_without_train
     plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["none"],
                      columns=["cifar10/simclr"])
     assert [j.kind for j in plan.pending] == ["victim"]
+    (status,) = plan_status(plan, tmp_path).values()
+    assert status.state == "pending" and status.error == OUTDATED and status.job_id != "-"
     assert main(grid) == 0
     again = _records(tmp_path)[name]
     assert again["resumed_from_epoch"] == epochs and again["settings"]["probe"]["standardize"] is True
