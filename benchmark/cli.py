@@ -186,7 +186,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """Cancel the running and queued jobs of a grid (scancel on Slurm, SIGTERM for local jobs)."""
+    """Cancel the running and queued jobs of a grid (scancel on Slurm, SIGINT then SIGKILL for local jobs)."""
     from .plan import make_plan
     from .status import cancel
 

@@ -12,6 +12,7 @@ import pickle
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,8 +116,28 @@ def plan_status(plan: Plan, store) -> dict[str, JobStatus]:
     return {job.key: job_status(job, plan, store) for job in plan.jobs}
 
 
+def stop_local_job(pid: int, grace_s: float = 3.0) -> None:
+    """Stop a local job: SIGINT to its submitit controller, as submitit's own cancel (its jobs treat SIGTERM as
+    a pre-emption and carry on); where SIGINT is ignored (a `bench run` started in the background by a
+    shell), SIGKILL to the controller's tasks and to it after `grace_s`. Checkpoints make the loss small."""
+    os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    while pid_alive(str(pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not pid_alive(str(pid)):
+        return
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(c) for c in task.read_text().split()]
+    for child in children + [pid]:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def cancel(plan: Plan, store) -> list[tuple[Job, JobStatus]]:
-    """Cancel every running or queued job of the plan (scancel on Slurm, SIGTERM locally)."""
+    """Cancel every running or queued job of the plan (scancel on Slurm, `stop_local_job` locally)."""
     cancelled = []
     for job in plan.jobs:
         status = job_status(job, plan, store)
@@ -127,7 +148,7 @@ def cancel(plan: Plan, store) -> list[tuple[Job, JobStatus]]:
             subprocess.run(["scancel", status.job_id], check=False)
         elif entry.get("cluster") == "local":
             try:
-                os.kill(int(status.job_id), signal.SIGTERM)
+                stop_local_job(int(status.job_id))
             except (ValueError, ProcessLookupError):
                 continue
         cancelled.append((job, status))

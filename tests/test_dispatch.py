@@ -261,3 +261,34 @@ def test_local_runs_keep_every_slot_busy_and_start_a_victim_as_soon_as_its_poiso
     for algorithm in ("simclr", "moco"):
         assert fake.log.index(("start", names.index(("victim", "random", algorithm)))) < cpc_end
     assert names[-1] == ("victim", "cp-c", "simclr") and len(names) == 6
+
+
+def test_cancel_stops_a_local_job_whose_controller_ignores_sigint(tmp_path: Path):
+    """A `bench run` started in the background by a shell hands its jobs an ignored SIGINT, and submitit's
+    jobs carry on after SIGTERM: cancelling must still stop the controller and its task."""
+    import subprocess
+    import sys
+    import time
+
+    from benchmark.status import pid_alive, stop_local_job
+
+    task = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(600)"
+    controller = ("import signal, subprocess, sys, time  # stands for submitit.local._local\n"
+                  "signal.signal(signal.SIGINT, signal.SIG_IGN)\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                  f"child = subprocess.Popen([sys.executable, '-c', {task!r}])\n"
+                  "print(child.pid, flush=True)\ntime.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", controller], stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    assert pid_alive(str(proc.pid))
+    stop_local_job(proc.pid, grace_s=0.5)
+    assert proc.wait(10) is not None
+    def gone(pid: int) -> bool:  # exited (a zombie until its new parent reaps it counts too)
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[-1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 10
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(child)
