@@ -126,8 +126,8 @@ def make_executor(options: DispatchOptions, folder: Path):
 def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None, results=None,
              wait: bool = True) -> list[Submission]:
     """Submit the plan's pending jobs. On local, `parallel` at a time, each as soon as a slot is free and its
-    poison is made (debug: one after the other, in this process); on Slurm, jobs go in arrays (one per dependency) and each depends (afterok) on the
-    job it builds on."""
+    poison is made (debug: one after the other, in this process); on Slurm, jobs go in arrays (one per
+    dependency) and each depends (afterok) on the job it builds on."""
     store_path, results_path = str(store_root(store)), str(results_root(results))
     folder = store_root(store) / "logs" / plan.scale / "%j"
     executor = make_executor(options, folder)

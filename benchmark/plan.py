@@ -9,7 +9,7 @@ from victims.train import outcome_settings
 from attacks.spec import AttackSpec
 
 from .grids import Cell, grid_cells
-from .poison_job import poison_is_current, poison_path
+from .poison_job import load_poison
 from .records import read_record, record_path, results_root
 from .scales import get_scale
 from .specs import CONTROL, VictimSpec
@@ -96,16 +96,15 @@ def victim_done(victim: VictimSpec, probes: tuple[str, ...], results, poison_che
 
 
 def stored_poison_checksum(attack: AttackSpec, store) -> str | None:
-    """The checksum of the valid stored poison of `attack`, or None (missing, corrupt or tampered)."""
-    from attacks import Poison, PoisonError
+    """The checksum of the valid, current stored poison of `attack`, or None (missing, out of date, corrupt or
+    tampered: to be made again)."""
+    from attacks import PoisonError
 
-    path = poison_path(attack, store)
-    if not path.is_file() or not poison_is_current(attack, store):
-        return None
     try:
-        return Poison.load(path, expected_spec=attack).checksum
+        poison = load_poison(attack, store)
     except PoisonError:
-        return None  # made again
+        return None
+    return None if poison is None else poison.checksum
 
 
 def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str] | None = None,

@@ -98,17 +98,16 @@ def job_status(job: Job, plan: Plan, store) -> JobStatus:
         return JobStatus("failed", job_id, log, str(result[1]).strip().splitlines()[-1][:200])
     if result is not None:  # it finished, but what it made no longer counts
         return JobStatus("pending", job_id, log, OUTDATED)
-    if result is None:
-        if entry["cluster"] == "slurm":
-            state = slurm_state(job_id)
-            if state in ("RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "STOPPED", "SUSPENDED"):
-                return JobStatus("running", job_id, log)
-            if state is not None:  # PENDING (waiting for resources or for the job it depends on)
-                return JobStatus("queued", job_id, log)
-        elif entry["cluster"] == "local" and pid_alive(job_id):
+    if entry["cluster"] == "slurm":
+        state = slurm_state(job_id)
+        if state in ("RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "STOPPED", "SUSPENDED"):
             return JobStatus("running", job_id, log)
-    # gone without a verified output: killed, timed out, or its output was removed since
-    error = last_line(entry.get("stderr")) or "no result: the job was killed or its output was removed"
+        if state is not None:  # PENDING (waiting for resources or for the job it depends on)
+            return JobStatus("queued", job_id, log)
+    elif entry["cluster"] == "local" and pid_alive(job_id):
+        return JobStatus("running", job_id, log)
+    # gone without a result: killed or timed out
+    error = last_line(entry.get("stderr")) or "no result: the job was killed"
     return JobStatus("failed", job_id, log, error)
 
 

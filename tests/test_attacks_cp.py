@@ -185,7 +185,8 @@ def test_a_poison_made_with_other_settings_or_from_another_cp_c_is_made_again(tm
     record_file = poison_path(s, tmp_path).with_suffix(".json")
     record = json.loads(record_file.read_text())
     cpc = cp.cpc_spec_for(s)
-    assert record["settings"] == attack_settings(s) and record["inputs"] == {cpc.key: load_poison(cpc, tmp_path).checksum}
+    assert record["settings"] == attack_settings(s)
+    assert record["inputs"] == {cpc.key: load_poison(cpc, tmp_path).checksum}
     assert stored_poison_checksum(s, tmp_path) == made.checksum
 
     def stale_after(edit) -> bool:

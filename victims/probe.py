@@ -79,7 +79,7 @@ def linear_probe(encoder: nn.Module, train_images: torch.Tensor, train_labels: t
     mean, std = torch.zeros((), device=device), torch.ones((), device=device)
     if config.standardize:  # statistics of the un-augmented training features (one extra pass when augmenting)
         plain = cached if cached is not None else extract_features(encoder, train_images, evaluate, device)
-        mean, std = (t.to(device) for t in feature_statistics(plain))
+        mean, std = feature_statistics(plain)
         test_features = (test_features - mean) / std
         cached = None if cached is None else (cached - mean) / std
         del plain

@@ -110,14 +110,17 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=1112)
     r.add_argument("--device", default="cuda")
     r.add_argument("--known", type=float, nargs=2, metavar=("CLEAN", "UNTRAINED"),
-                   help="the clean victim's and the floor's probe from an earlier run on this device (not measured again)")
-    r.add_argument("--skip-cpc-victim", action="store_true", help="make CP-C (CP-S starts from it) but train no victim on it")
-    r.add_argument("--limit", type=int, default=None, help="only the first N training images (a quick check)")
+                   help="the clean victim's and the floor's probe from an earlier run on this device")
+    r.add_argument("--skip-cpc-victim", action="store_true",
+                   help="make CP-C (CP-S starts from it) but train no victim on it")
+    r.add_argument("--limit", type=int, default=None,
+                   help="N training images spread over the set (a quick check of the script)")
     args = parser.parse_args()
     if args.command == "dump":
         dump(args.out, args.test_per_class)
     else:
-        run(args.data, args.epochs, args.budget_s, args.seed, args.device, args.limit, args.known, args.skip_cpc_victim)
+        run(args.data, args.epochs, args.budget_s, args.seed, args.device, args.limit, args.known,
+            args.skip_cpc_victim)
 
 
 if __name__ == "__main__":
