@@ -87,6 +87,8 @@ def cmd_perf(args: argparse.Namespace) -> int:
     print(f"  ours (uint8 on device, kornia views):      {r.ours_images_per_s:9.1f} images/s")
     print(f"  reference (PIL transforms + DataLoader):   {r.reference_images_per_s:9.1f} images/s")
     print(f"  ratio ours / reference:                    {r.ratio:9.2f}x")
+    print(f"  network alone (views made beforehand):     {r.network_images_per_s:9.1f} images/s = "
+          f"{r.ceiling:.2f}x the reference: the most any input pipeline can reach with this network here")
     print(f"  step: {r.step_gflop:.2f} GFLOP, achieved {r.achieved_gflops:.1f} GFLOP/s = "
           f"{100 * r.achieved_gflops / r.matmul_peak_gflops:.1f}% of a dense matmul peak of "
           f"{r.matmul_peak_gflops:.1f} GFLOP/s measured in this run")
