@@ -82,6 +82,16 @@ def _executor(folder: Path, **overrides):
     return executor
 
 
+def _final_state(job, timeout_s: float = 30) -> str:
+    """The job's Slurm state once it is no longer pending, running or completing (or at the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = job.get_info(mode="force").get("State")
+        if state not in {"PENDING", "RUNNING", "COMPLETING", None} or time.monotonic() > deadline:
+            return state
+        time.sleep(0.5)
+
+
 def test_submitit_runs_functions_on_the_cluster(slurm_cluster: Path, tmp_path: Path, caplog) -> None:
     import operator
 
@@ -93,8 +103,8 @@ def test_submitit_runs_functions_on_the_cluster(slurm_cluster: Path, tmp_path: P
     assert job.result() == 42
     assert [j.result() for j in jobs] == [1024, 9]
     # real states through the sacct stand-in; no "Bypassing sacct error" warning
-    assert job.get_info(mode="force").get("State") == "COMPLETED"
-    assert all(j.get_info(mode="force").get("State") == "COMPLETED" for j in jobs)
+    # a task's result file is written before Slurm marks it done: wait for each final state (COMPLETING passes)
+    assert [_final_state(j) for j in (job, *jobs)] == ["COMPLETED"] * 3
     assert not [r for r in caplog.records if "sacct" in r.getMessage()], caplog.text
 
 
