@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from victims.algorithms import build_algorithm
 from victims.architectures import build_architecture
-from victims.augment import contrastive_augment
+from victims.augment import contrastive_augment, to_float
 from victims.normalization import normalization_for
 from victims.train import Trainer
 
@@ -123,8 +123,8 @@ def perf_train(algorithm: str = "simclr", arch: str = "resnet18", scale_name: st
     _sync(device)
     ours = steps * config.batch_size / (time.perf_counter() - start)
 
-    network = network_only_rate(model(), config, trainer.views(gpu_images[batches[0]], 0), labels[batches[0]],
-                                device, steps)
+    network = network_only_rate(Trainer(model(), config, trainer.augment, device, steps_per_epoch=10**6),
+                                trainer.views(to_float(gpu_images[batches[0]]), 0), labels[batches[0]], steps)
 
     flops = FlopCounterMode(display=False)
     with flops:
@@ -157,32 +157,15 @@ def perf_train(algorithm: str = "simclr", arch: str = "resnet18", scale_name: st
                       config.batch_size, str(device), network)
 
 
-def network_only_rate(algorithm, config, views: list[torch.Tensor], labels: torch.Tensor, device: torch.device,
-                      steps: int) -> float:
-    """Images per second of forward, backward and optimiser step alone, on one batch of views made
-    beforehand (channels_last, AMP on CUDA as in our step): the ceiling of every input pipeline."""
-    algorithm = algorithm.to(device)
-    if config.channels_last:
-        algorithm = algorithm.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD([p for p in algorithm.parameters() if p.requires_grad], lr=config.lr,
-                                momentum=config.momentum, weight_decay=config.weight_decay)
-    labels = labels.to(device)
-    algorithm.train()
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"):
-            loss = algorithm(*views, labels=labels) if len(views) == 2 else algorithm(views[0], labels=labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        algorithm.on_step_end()
-
-    step()  # warm-up
-    _sync(device)
+def network_only_rate(trainer: Trainer, views: list[torch.Tensor], labels: torch.Tensor, steps: int) -> float:
+    """Images per second of our step without its views (forward, backward, optimiser step on one batch of views
+    made beforehand): the ceiling of every input pipeline."""
+    trainer.step_on_views(views, labels)  # warm-up
+    _sync(trainer.device)
     start = time.perf_counter()
     for _ in range(steps):
-        step()
-    _sync(device)
+        trainer.step_on_views(views, labels)
+    _sync(trainer.device)
     return steps * len(labels) / (time.perf_counter() - start)
 
 

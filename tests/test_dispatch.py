@@ -282,6 +282,7 @@ def test_cancel_stops_a_local_job_whose_controller_ignores_sigint(tmp_path: Path
     assert pid_alive(str(proc.pid))
     stop_local_job(proc.pid, grace_s=0.5)
     assert proc.wait(10) is not None
+
     def gone(pid: int) -> bool:  # exited (a zombie until its new parent reaps it counts too)
         try:
             return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[-1].split()[0] == "Z"

@@ -125,13 +125,16 @@ class Trainer:
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, salt: int | None = None) -> float:
         """One optimiser step on a local batch (uint8, or float in [0, 1]); returns the global mean loss."""
+        x = to_float(images.to(self.device, non_blocking=True))
+        return self.step_on_views(self.views(x, self.step_count if salt is None else salt), labels)
+
+    def step_on_views(self, views: list[torch.Tensor], labels: torch.Tensor) -> float:
+        """One optimiser step on views already made (by `views`); returns the global mean loss."""
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step_count, self.total_steps,
                                         self.config.warmup_epochs * self.steps_per_epoch, self.config)
-        x = to_float(images.to(self.device, non_blocking=True))
         labels = labels.to(self.device, non_blocking=True)
-        views = self.views(x, self.step_count if salt is None else salt)
         amp = self.config.amp and self.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             loss = self.model(*views, labels=labels) if len(views) == 2 else self.model(views[0], labels=labels)
