@@ -54,6 +54,27 @@ class JobCall(submitit.helpers.Checkpointable):
         return {"job": self.job.key, "rank": rank(), "record": record.get("key")}
 
 
+def run_order(jobs: list[Job]) -> list[Job]:
+    """The order a local run starts jobs in: the victims that need no poison (or one made already) first, then
+    each poison followed by the jobs it is made for (its CP-S, then their victims), so that a run stopped
+    part-way leaves finished cells rather than a pile of poisons. A job still waits for its poison."""
+    after: dict[str | None, list[Job]] = {}
+    keys = {j.key for j in jobs}
+    for job in jobs:
+        after.setdefault(job.depends_on if job.depends_on in keys else None, []).append(job)
+    roots = after.get(None, [])
+    ordered: list[Job] = []
+
+    def visit(job: Job) -> None:
+        ordered.append(job)
+        for child in after.get(job.key, []):
+            visit(child)
+
+    for job in [j for j in roots if j.kind == "victim"] + [j for j in roots if j.kind == "poison"]:
+        visit(job)
+    return ordered
+
+
 @dataclass
 class Submission:
     job: Job
@@ -133,8 +154,11 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
     executor = make_executor(options, folder)
     from .status import ACTIVE, job_status
 
-    # a job still running or queued from an earlier `bench run` is not submitted twice; failed ones are
-    pending = [j for j in plan.pending if job_status(j, plan, store).state not in ACTIVE]
+    # a job still running or queued from an earlier `bench run` is not submitted twice (the jobs after it wait
+    # for it); failed ones are
+    states = {j.key: job_status(j, plan, store) for j in plan.pending}
+    earlier = {j.key: j for j in plan.pending if states[j.key].state in ACTIVE}
+    pending = [j for j in plan.pending if j.key not in earlier]
     poisons = [j for j in pending if j.kind == "poison" and j.depends_on is None]
     derived = [j for j in pending if j.kind == "poison" and j.depends_on is not None]  # CP-S after its CP-C
     victims = [j for j in pending if j.kind == "victim"]
@@ -163,9 +187,16 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
         if not wait:  # submitted at once, nothing waited for
             submissions.extend(submit(jobs))
             return
-        queue, running, step = list(jobs), [], max(1, options.parallel)
-        unfinished = {j.key for j in jobs}
+        queue, running, step = run_order(jobs), [], max(1, options.parallel)
+        unfinished = {j.key for j in jobs} | set(earlier)
         while queue or running:
+            for key, job in list(earlier.items()):  # still made by an earlier `bench run`?
+                state = job_status(job, plan, store).state
+                if state not in ACTIVE:
+                    del earlier[key]
+                    unfinished.discard(key)
+                    if state == "failed":
+                        failed.add(key)
             for job in list(queue):
                 if job.depends_on in failed:
                     queue.remove(job)
@@ -179,6 +210,8 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
                     if options.cluster == "debug":
                         break  # run it now (result() below), then look at the queue again
             done = [sub for sub in running if options.cluster == "debug" or sub.handle.done()]
+            if not done and not running and queue and not earlier:  # cannot happen: a dependency outside the plan
+                raise RuntimeError(f"jobs wait for a job that is not planned: {[j.name for j in queue]}")
             if not done:
                 time.sleep(POLL_S)
                 continue
@@ -208,7 +241,8 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
 
     if options.cluster == "slurm":
         poison_subs = submit_arrays(poisons, {})
-        ids = {s.job.key: str(s.handle.job_id) for s in poison_subs}
+        ids = {key: states[key].job_id for key in earlier}  # afterok on a poison still queued from before
+        ids.update({s.job.key: str(s.handle.job_id) for s in poison_subs})
         derived_subs = submit_arrays(derived, ids)
         ids.update({s.job.key: str(s.handle.job_id) for s in derived_subs})
         submissions.extend(poison_subs + derived_subs)

@@ -293,3 +293,40 @@ def test_cancel_stops_a_local_job_whose_controller_ignores_sigint(tmp_path: Path
     while not gone(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert gone(child)
+
+
+def test_a_run_finishes_each_poison_s_cells_before_the_next_poison_and_waits_for_an_earlier_run_s_poison(
+        tmp_path, monkeypatch):
+    """One slot: clean victims first, then each poison followed by its victims (a stopped run leaves whole
+    cells). A poison still being made by an earlier `bench run` is not submitted again: its victim waits for
+    it and starts once it is made, and is not run if it failed."""
+    from benchmark import dispatch as d
+    from benchmark import status as s
+
+    plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["none", "random", "cp-c"],
+                     columns=["cifar10/simclr", "cifar10/moco"])
+    order = [(j.kind, (j.attack or j.victim).attack) for j in d.run_order(plan.pending)]
+    assert order[:2] == [("victim", "none")] * 2
+    assert order[2:] == [("poison", "random"), ("victim", "random"), ("victim", "random"),
+                         ("poison", "cp-c"), ("victim", "cp-c"), ("poison", "cp-c"), ("victim", "cp-c")]
+
+    for outcome, expect_victim in (("pending", True), ("failed", False)):  # made (its output is new) / failed
+        plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["cp-c"],
+                         columns=["cifar10/simclr"])
+        poison = next(j for j in plan.pending if j.kind == "poison")
+        looks = []
+
+        def fake_status(job, plan, store, poison=poison, looks=looks, outcome=outcome):
+            if job.key != poison.key:
+                return s.JobStatus("pending")
+            looks.append(fake.log[:])
+            return s.JobStatus("running" if len(looks) < 4 else outcome, "123")
+
+        fake = _FakeExecutor({"victim-cp-c": 1}, failing=set())
+        monkeypatch.setattr(s, "job_status", fake_status)
+        monkeypatch.setattr(d, "make_executor", lambda options, folder: fake)
+        monkeypatch.setattr(d, "POLL_S", 0.0)
+        d.dispatch(plan, d.DispatchOptions(cluster="local", parallel=2), store=tmp_path, results=tmp_path)
+        assert all(job.kind == "victim" for job, _ in fake.started)  # the poison is not made twice
+        assert len(fake.started) == int(expect_victim) and len(looks) == 4
+        assert all(log == [] for log in looks)  # nothing started while the poison was being made
