@@ -330,3 +330,40 @@ def test_a_run_finishes_each_poison_s_cells_before_the_next_poison_and_waits_for
         assert all(job.kind == "victim" for job, _ in fake.started)  # the poison is not made twice
         assert len(fake.started) == int(expect_victim) and len(looks) == 4
         assert all(log == [] for log in looks)  # nothing started while the poison was being made
+
+
+def test_on_slurm_a_victim_depends_on_its_poison_still_queued_from_an_earlier_run(tmp_path, monkeypatch):
+    """The poison job queued by an earlier `bench run` is not submitted again; its victim gets afterok on it."""
+    import contextlib
+
+    from benchmark import dispatch as d
+    from benchmark import status as s
+
+    plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["cp-c"],
+                     columns=["cifar10/simclr"])
+    poison = next(j for j in plan.pending if j.kind == "poison")
+
+    class Handle:
+        def __init__(self, job_id):
+            self.job_id = job_id
+
+    class SlurmFake:
+        def __init__(self):
+            self.params, self.submitted = {}, []
+
+        def update_parameters(self, **params):
+            self.params.update(params)
+
+        def batch(self):
+            return contextlib.nullcontext()
+
+        def submit(self, call):
+            self.submitted.append((call.job, self.params.get("slurm_additional_parameters", {}).get("dependency")))
+            return Handle(str(100 + len(self.submitted)))
+
+    fake = SlurmFake()
+    monkeypatch.setattr(s, "job_status", lambda job, plan, store: s.JobStatus(
+        "queued" if job.key == poison.key else "pending", "77"))
+    monkeypatch.setattr(d, "make_executor", lambda options, folder: fake)
+    d.dispatch(plan, d.DispatchOptions(cluster="slurm"), store=tmp_path, results=tmp_path, wait=False)
+    assert [(job.kind, dependency) for job, dependency in fake.submitted] == [("victim", "afterok:77")]
