@@ -67,7 +67,7 @@ def run_order(jobs: list[Job]) -> list[Job]:
 
     def visit(job: Job) -> None:
         ordered.append(job)
-        for child in after.get(job.key, []):
+        for child in sorted(after.get(job.key, []), key=lambda j: j.kind != "victim"):  # its victims first
             visit(child)
 
     for job in [j for j in roots if j.kind == "victim"] + [j for j in roots if j.kind == "poison"]:
