@@ -220,7 +220,8 @@ def render_markdown(lb: Leaderboard) -> str:
     for v in shown_victims(lb):
         out += [f"### {v.label}", "", victim_note(lb, v), "", _table(victim_frame(lb, v), "pipe"), ""]
     waiting = len(lb.victims()) - len(shown_victims(lb))
-    out += [f"{waiting} more victim{'s' * (waiting != 1)} with no measured attack yet (see `bench tables`)."]
+    if waiting:
+        out += [f"{waiting} more victim{'s' * (waiting != 1)} with no measured attack yet (see `bench tables`)."]
     return "\n".join(out) + "\n"
 
 

@@ -10,13 +10,14 @@ import argparse
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from benchmark.grids import grid_cells
-from benchmark.leaderboard import build_leaderboard, damage, render_markdown, write_leaderboard
+from benchmark.leaderboard import build_leaderboard, damage, render_markdown, shown_victims, write_leaderboard
 from benchmark.records import RECORD_FORMAT, record_path, write_json_atomic
 from benchmark.report_cli import add_report_commands
 from benchmark.tables import (CellValue, agreement, build_table, build_tables, cell_metric, kendall_tau,
@@ -245,6 +246,14 @@ def test_leaderboard_by_hand(results):
     assert lb.damage_ranks() == {"ap-t": 1, "cp-s@moco": 2, "cp-s@simclr": 3, "cp-c@simclr": 4, "random": 5}
     ranked = [(r, e.attack, e.ours) for r, e in lb.ranked(e.victim)]
     assert ranked == [(1, "cp-s@simclr", 39.96), (2, "cp-c@simclr", 60.0), (3, "random", 76.5)]
+
+
+def test_leaderboard_counts_waiting_victims_only_when_there_are_some(results):
+    lb = build_leaderboard(results, SCALE)
+    assert "more victims with no measured attack yet" in render_markdown(lb)
+    shown = set(shown_victims(lb))
+    complete = replace(lb, entries=[e for e in lb.entries if e.victim in shown])
+    assert "no measured attack yet" not in render_markdown(complete)
 
 
 class Rows(HTMLParser):
