@@ -71,6 +71,11 @@ class Attack(ABC):
     def params(self, spec: AttackSpec) -> dict[str, Any]:
         return params(spec, self.defaults)
 
+    def surrogate_settings(self, spec: AttackSpec) -> dict[str, Any]:
+        """The settings of the model the attack trains (network heads, loss, optimiser), kept in the poison's
+        record so that a poison made with other ones is made again; none by default."""
+        return {}
+
     def requires(self, spec: AttackSpec) -> list[AttackSpec]:
         """Poisons this one starts from (made first and handed over in `inputs`); none by default."""
         return []

@@ -4,14 +4,16 @@ sample, started from the CP-C poison of the same spec).
 Min-min: the encoder and the perturbation both minimise the attacker's contrastive loss on augmented
 poisoned images. Each outer epoch (a) trains the encoder `model_step` batches on augment(clamp(x + delta));
 (b) freezes it in eval mode and, for `noise_step` batches, takes `num_steps` signed-gradient steps on delta
-(`step_size` in units of eps), each through fresh kornia augmentations and, with `dual_branch`, through the
-momentum/target branch of MoCo v2 and BYOL too; delta stays in the eps ball (no restarts).
+(`step_size` in units of eps), each through fresh kornia augmentations and, with `dual_branch`, through
+MoCo v2's key branch too (BYOL's target branch only with `target_gradient`, an extension); delta stays in
+the eps ball (no restarts). The encoder follows the official CP schedule: a per-epoch cosine over the CP
+epochs, no warm-up. docs/fidelity.md lists every difference from the official code.
 """
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +22,20 @@ from tqdm import tqdm
 
 from victims.algorithms import Algorithm
 from victims.augment import contrastive_augment, to_float
-from victims.train import Trainer, load_checkpoint, mix_seed, save_checkpoint
+from victims.train import TrainConfig, Trainer, load_checkpoint, mix_seed, save_checkpoint
 
 from . import register_attack
 from .base import Attack, AttackParamError, check_inputs, frozen, rng_devices
 from .delta_store import DeltaStore
 from .poison import Poison, eps_to_pixels
-from .settings import build_model
+from .settings import build_model, model_settings
 from .spec import AttackSpec
 
 CONTRASTIVE = ("simclr", "moco", "byol")
 
 # Budgets per scale. model_step / noise_step = 0 means one whole pass over the data set (and never more).
-# paper: REFERENCE.md section 2 (CP-S for BYOL: 1 step of 0.02; the SimCLR CP-S poison released is the
-# epoch-160 checkpoint of a 200-epoch schedule).
-# mini: 10,000 CIFAR-10 images on 2 CPU cores, within ~30 minutes for CP-C followed by CP-S. CP-S budgets
-# tried against the mini SimCLR victim (damage on its probe): 8 epochs x 5 steps 0.21 (kept: the best and
-# the cheapest, ~19 minutes alone); 12 x 5 (~28 minutes) 0.18; 20 epochs x 2 steps (more encoder passes, the
-# same 40 noise steps per sample) 0.12. The same models and data on an H100 (benchmark/scripts/gpu_cp_budget.py,
-# results/explorations/cp_budget_h100.txt; 2,000 test images): CP-S 8 x 5 damage 0.17, 24 x 5 0.28 (CP-C
-# 0.04): the damage grows with the budget, which the mini's ~30 CPU minutes per poison keep at ~8 epochs.
+# paper: REFERENCE.md section 2. mini: 10,000 CIFAR-10 images on 2 CPU cores (docs/evidence.md has the
+# budgets measured). smoke: seconds on generated data.
 BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
         "cp-c": {"epochs": 1000, "model_step": 20, "noise_step": 20, "num_steps": 1, "step_size": 0.1},
@@ -47,18 +43,32 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "mini": {
         "cp-c": {"epochs": 40, "model_step": 10, "noise_step": 10, "num_steps": 1, "step_size": 0.1},
-        "cp-s": {"epochs": 8, "model_step": 0, "noise_step": 0, "num_steps": 5, "step_size": 0.1},
+        "cp-s": {"epochs": 10, "model_step": 0, "noise_step": 0, "num_steps": 5, "step_size": 0.1},
     },
     "smoke": {
         "cp-c": {"epochs": 3, "model_step": 2, "noise_step": 2, "num_steps": 1, "step_size": 0.1},
         "cp-s": {"epochs": 2, "model_step": 0, "noise_step": 0, "num_steps": 2, "step_size": 0.1},
     },
 }
-PER_ALGORITHM = {("paper", "cp-s", "byol"): {"num_steps": 1, "step_size": 0.02},
-                 ("paper", "cp-s", "simclr"): {"release_epoch": 160}}
+# The official per-algorithm settings, at every scale (main.py): CP-S for BYOL takes 1 PGD step of 0.02;
+# the SimCLR CP-S poison released is the epoch-160 checkpoint of a 200-epoch schedule (0.8 of it).
+PER_ALGORITHM: dict[tuple[str, str], dict[str, Any]] = {
+    ("cp-s", "byol"): {"num_steps": 1, "step_size": 0.02},
+    ("cp-s", "simclr"): {"release_fraction": 0.8},
+}
+# A scale that departs from PER_ALGORITHM says so here, with its reason (none does today).
+SCALE_PER_ALGORITHM: dict[tuple[str, str, str], dict[str, Any]] = {}
 # seconds between checkpoints (and one at the end); a requeued job loses at most this much work
 SAVE_EVERY_S = float(os.environ.get("BENCH_CHECKPOINT_EVERY_S", 60))
-COMMON = {"eps": 8 / 255, "dual_branch": True, "batch_size": 0, "release_epoch": 0}
+# dual_branch: MoCo's key branch carries the gradient to the views (official --allow_mmt_grad).
+# target_gradient: BYOL's target branch does too (an extension: the official loss detaches the target).
+# gradient_precision: the dtype of the forward whose gradient is signed ("float32" official; "bfloat16"
+# autocasts on CUDA). release_rounding: the released 8-bit delta, "floor" as the official loader's
+# float -> PIL conversion truncates, or "nearest".
+COMMON = {"eps": 8 / 255, "dual_branch": True, "target_gradient": False, "batch_size": 0,
+          "release_fraction": 1.0, "gradient_precision": "float32", "release_rounding": "floor"}
+CHOICES = {"gradient_precision": ("float32", "bfloat16"), "release_rounding": ("floor", "nearest"),
+           "init": ("cp-c", "random")}
 
 
 def budget(spec: AttackSpec) -> dict[str, Any]:
@@ -66,7 +76,8 @@ def budget(spec: AttackSpec) -> dict[str, Any]:
     if spec.scale not in BUDGETS:
         raise AttackParamError(f"{spec.attack}: no budget for scale {spec.scale!r}; scales: {sorted(BUDGETS)}")
     defaults = {**COMMON, **BUDGETS[spec.scale][spec.attack],
-                **PER_ALGORITHM.get((spec.scale, spec.attack, spec.algorithm), {})}
+                **PER_ALGORITHM.get((spec.attack, spec.algorithm), {}),
+                **SCALE_PER_ALGORITHM.get((spec.scale, spec.attack, spec.algorithm), {})}
     if spec.attack == "cp-s":
         defaults["init"] = "cp-c"
     unknown = sorted(set(spec.params) - set(defaults))
@@ -74,12 +85,30 @@ def budget(spec: AttackSpec) -> dict[str, Any]:
         raise AttackParamError(f"unknown parameter(s) {unknown} for attack {spec.attack!r}; "
                                f"valid parameters: {sorted(defaults)}")
     p = {**defaults, **spec.params}
-    if p.get("init", "cp-c") not in ("cp-c", "random"):
-        raise AttackParamError(f"cp-s: init must be 'cp-c' or 'random', not {p['init']!r}")
-    if not 0 < eps_to_pixels(p["eps"]) <= 127 or p["epochs"] < 1 or p["num_steps"] < 1 or p["step_size"] <= 0:
+    for name, valid in CHOICES.items():
+        if name in p and p[name] not in valid:
+            raise AttackParamError(f"{spec.attack}: {name} must be one of {list(valid)}, not {p[name]!r}")
+    if p["target_gradient"] and spec.algorithm != "byol":
+        raise AttackParamError(f"{spec.attack}: target_gradient is BYOL's (its target branch); "
+                               f"use dual_branch for {spec.algorithm!r}")
+    if not 0 < eps_to_pixels(p["eps"]) <= 127 or p["epochs"] < 1 or p["num_steps"] < 1 or p["step_size"] <= 0 \
+            or not 0 < p["release_fraction"] <= 1:
         raise AttackParamError(f"{spec.attack}: eps must be in (0, 127/255], epochs and num_steps >= 1, "
-                               f"step_size > 0; got {p}")
+                               f"step_size > 0, release_fraction in (0, 1]; got {p}")
     return p
+
+
+def surrogate(spec: AttackSpec, p: dict[str, Any], num_classes: int, image_side: int
+              ) -> tuple[Algorithm, TrainConfig, int]:
+    """The attacker's model (the scale's network for its algorithm) and its optimiser settings for CP: the
+    official CP loop sets a per-epoch cosine over the CP epochs with no warm-up."""
+    model, config, size = build_model(spec.algorithm, spec.arch or "resnet18", spec.scale, num_classes,
+                                      image_side, seed=spec.seed)
+    if p["target_gradient"]:
+        model.target_gradient = True
+    batch = int(p["batch_size"]) or config.batch_size
+    return model, replace(config, epochs=int(p["epochs"]), batch_size=batch, warmup_epochs=0,
+                          lr_schedule="epoch"), size
 
 
 class BatchStream:
@@ -103,16 +132,17 @@ def poisoned(clean: torch.Tensor, delta_pixels: torch.Tensor) -> torch.Tensor:
 
 def delta_gradient(algorithm: Algorithm, augment: torch.nn.Module, clean: torch.Tensor, delta: torch.Tensor,
                    labels: torch.Tensor | None = None, *, dual_branch: bool = True,
-                   channels_last: bool = False) -> tuple[torch.Tensor, float]:
+                   channels_last: bool = False, precision: str = "float32") -> tuple[torch.Tensor, float]:
     """d(contrastive loss)/d(delta) on one batch with two fresh views, and the loss. `delta` (pixel units)
-    is per sample (B, ...) or per class (C, ...) indexed by `labels` (a class's gradients add up)."""
+    is per sample (B, ...) or per class (C, ...) indexed by `labels` (a class's gradients add up).
+    `precision` "bfloat16" autocasts the forward on CUDA; "float32" (official) does not."""
     delta = delta.detach().requires_grad_(True)
     rows = delta if labels is None else delta[labels]
     x = poisoned(clean, rows)
     v1, v2 = augment(torch.cat([x, x])).chunk(2)  # two independent views in one call
     if channels_last:
         v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
-    amp = x.device.type == "cuda"
+    amp = x.device.type == "cuda" and precision == "bfloat16"
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
         loss = algorithm.pair_loss(v1, v2, dual_branch=dual_branch)
     (grad,) = torch.autograd.grad(loss, delta)
@@ -121,7 +151,7 @@ def delta_gradient(algorithm: Algorithm, augment: torch.nn.Module, clean: torch.
 
 def cpc_spec_for(spec: AttackSpec) -> AttackSpec:
     """The CP-C poison a CP-S spec starts from: same data, algorithm, network, seed, scale, eps and branch."""
-    shared = {k: v for k, v in spec.params.items() if k in ("eps", "dual_branch")}
+    shared = {k: v for k, v in spec.params.items() if k in ("eps", "dual_branch", "target_gradient")}
     return replace(spec, attack="cp-c", params=shared)
 
 
@@ -143,18 +173,15 @@ class ContrastivePoisoning(Attack):
         p = self.params(spec)
         device = torch.device(device)
         num_classes = int(labels.max()) + 1
-        model, config, size = build_model(spec.algorithm, spec.arch or "resnet18", spec.scale, num_classes,
-                                          images.shape[-1], seed=spec.seed)
-        batch = int(p["batch_size"]) or config.batch_size
+        model, config, size = surrogate(spec, p, num_classes, images.shape[-1])
+        batch = config.batch_size
         if len(images) < batch:
             raise AttackParamError(f"{spec.attack}: {len(images)} images are fewer than one batch of {batch}")
         per_pass = len(images) // batch
         # a turn is at most one pass (a small data set, e.g. the mini Imagenette, is not cycled through twice)
         model_step, noise_step = (min(int(p[k]) or per_pass, per_pass) for k in ("model_step", "noise_step"))
-        epochs = int(p["epochs"])
-        release = min(int(p["release_epoch"]) or epochs, epochs)  # released early (paper SimCLR CP-S: 160 of 200)
-        warmup = max(1, round(epochs * config.warmup_epochs / max(config.epochs, 1))) if config.warmup_epochs else 0
-        config = replace(config, epochs=epochs, batch_size=batch, warmup_epochs=warmup)
+        epochs = config.epochs
+        release = max(1, round(epochs * p["release_fraction"]))  # released early (SimCLR CP-S: 160 of 200)
         augment = contrastive_augment(size, spec.dataset).to(device)
         trainer = Trainer(model, config, augment, device, steps_per_epoch=model_step)
 
@@ -199,7 +226,7 @@ class ContrastivePoisoning(Attack):
                     for s in range(int(p["num_steps"])):
                         with torch.random.fork_rng(devices=rng_devices(device)):
                             torch.manual_seed(mix_seed(spec.seed, 3, epoch, b, s))
-                            loss = self.perturbation_step(model, augment, store, clean, ids, y, p["dual_branch"],
+                            loss = self.perturbation_step(model, augment, store, clean, ids, y, p,
                                                           config.channels_last)
                         noise_losses.append(loss)
             if device.type == "cuda":
@@ -221,21 +248,29 @@ class ContrastivePoisoning(Attack):
         self.history, self.working_bytes = history, store.nbytes
         self.report.update(epochs=release, history=history, working_delta_bytes=store.nbytes)
         released = store.release()
+        if p["release_rounding"] == "floor":
+            released = released.floor()
         return Poison.create(released, self.per, float(p["eps"]), spec, None if self.per == "class" else index)
+
+    def surrogate_settings(self, spec: AttackSpec) -> dict[str, Any]:
+        p = self.params(spec)
+        model, config, _ = surrogate(spec, p, 10, 32)
+        return {"algorithm": model_settings(spec.scale).algorithm_settings.get(spec.algorithm, {}),
+                "train": asdict(config)}
 
     def rows(self, store: DeltaStore, ids: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return store.pixels(y if self.per == "class" else ids)
 
     def perturbation_step(self, model: Algorithm, augment: torch.nn.Module, store: DeltaStore, clean: torch.Tensor,
-                          ids: torch.Tensor, y: torch.Tensor, dual_branch: bool, channels_last: bool) -> float:
+                          ids: torch.Tensor, y: torch.Tensor, p: dict[str, Any], channels_last: bool) -> float:
         """One signed-gradient step on the rows of this batch (per class: every class's summed gradient)."""
+        options = {"dual_branch": p["dual_branch"], "precision": p["gradient_precision"],
+                   "channels_last": channels_last}
         if self.per == "class":
-            grad, loss = delta_gradient(model, augment, clean, store.pixels(), y, dual_branch=dual_branch,
-                                        channels_last=channels_last)
+            grad, loss = delta_gradient(model, augment, clean, store.pixels(), y, **options)
             store.step(None, grad)
         else:
-            grad, loss = delta_gradient(model, augment, clean, store.pixels(ids), dual_branch=dual_branch,
-                                        channels_last=channels_last)
+            grad, loss = delta_gradient(model, augment, clean, store.pixels(ids), **options)
             store.step(ids, grad)
         return loss
 

@@ -38,30 +38,45 @@ _MINI_TRAIN = {
                           embedding_stats=512),
     "moco": TrainConfig(epochs=25, batch_size=256, lr=0.3, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5,
                         embedding_stats=512),
-    "byol": TrainConfig(epochs=25, batch_size=256, lr=0.5, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5,
+    "byol": TrainConfig(epochs=25, batch_size=256, lr=1.0, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5,
                         embedding_stats=512),
     "supervised": TrainConfig(epochs=40, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=0,
                               checkpoint_every=5),
 }
 
+# What the official code does beyond the textbook algorithms, at every scale (docs/fidelity.md): the SimCLR
+# and MoCo losses times temperature / 0.07, SimCLR's gradient a quarter of the full batch's (its 4-process
+# gather), heads without batch norm for SimCLR and MoCo, the momentum copies moved at every forward.
+OFFICIAL = {"simclr": {"base_temperature": 0.07, "gradient_share": 0.25, "head_batch_norm": False},
+            "moco": {"base_temperature": 0.07, "head_batch_norm": False, "state_updates": "forward"},
+            "byol": {"state_updates": "forward", "target_gradient": False}}
+
+
+def _with_official(settings: dict[str, dict]) -> dict[str, dict]:
+    return {name: {**OFFICIAL.get(name, {}), **values} for name, values in settings.items()}
+
+
 MODELS: dict[str, ModelSettings] = {
     "paper": ModelSettings(
         width=1.0, train=_PAPER_TRAIN,
-        algorithm_settings={"simclr": {"temperature": 0.5, "out_dim": 128},
-                            "moco": {"temperature": 0.2, "queue_size": 4096, "momentum": 0.99, "out_dim": 128},
-                            "byol": {"momentum": 0.999, "hidden_dim": 4096, "out_dim": 256}}),
+        algorithm_settings=_with_official({
+            "simclr": {"temperature": 0.5, "out_dim": 128},
+            "moco": {"temperature": 0.2, "queue_size": 4096, "momentum": 0.99, "out_dim": 128},
+            "byol": {"momentum": 0.999, "hidden_dim": 4096, "out_dim": 256}})),
     "mini": ModelSettings(
         width=0.125, train=_MINI_TRAIN,
-        algorithm_settings={"simclr": {"temperature": 0.5, "out_dim": 128},
-                            "moco": {"temperature": 0.2, "queue_size": 1024, "momentum": 0.99, "out_dim": 128},
-                            "byol": {"momentum": 0.99, "hidden_dim": 512, "out_dim": 128}}),
+        algorithm_settings=_with_official({
+            "simclr": {"temperature": 0.5, "out_dim": 128},
+            "moco": {"temperature": 0.2, "queue_size": 1024, "momentum": 0.99, "out_dim": 128},
+            "byol": {"momentum": 0.99, "hidden_dim": 512, "out_dim": 128}})),
     "smoke": ModelSettings(
         width=0.125,
         train={name: replace(cfg, epochs=2, batch_size=64, warmup_epochs=1, checkpoint_every=1)
                for name, cfg in _MINI_TRAIN.items()},
-        algorithm_settings={"simclr": {"temperature": 0.5, "out_dim": 32},
-                            "moco": {"temperature": 0.2, "queue_size": 256, "momentum": 0.99, "out_dim": 32},
-                            "byol": {"momentum": 0.99, "hidden_dim": 64, "out_dim": 32}}),
+        algorithm_settings=_with_official({
+            "simclr": {"temperature": 0.5, "out_dim": 32},
+            "moco": {"temperature": 0.2, "queue_size": 256, "momentum": 0.99, "out_dim": 32},
+            "byol": {"momentum": 0.99, "hidden_dim": 64, "out_dim": 32}})),
 }
 
 

@@ -28,8 +28,14 @@ def poison_report(spec: AttackSpec, store=None) -> dict | None:
 
 
 def attack_settings(spec: AttackSpec) -> dict:
-    """The attack's settings at its scale (its budget with `spec.params` over it), as a poison's record keeps them."""
-    return json.loads(json.dumps(ATTACKS.get(spec.attack)().params(spec)))
+    """The attack's settings at its scale (its budget with `spec.params` over it, and its surrogate's settings
+    where it trains one), as a poison's record keeps them."""
+    attack = ATTACKS.get(spec.attack)()
+    settings = dict(attack.params(spec))
+    surrogate = attack.surrogate_settings(spec)
+    if surrogate:
+        settings["surrogate"] = surrogate
+    return json.loads(json.dumps(settings))
 
 
 def poison_is_current(spec: AttackSpec, store=None) -> bool:

@@ -77,8 +77,8 @@ PAPER = Scale(
 )
 
 # Mini: CPU-sized on real CIFAR-10 (10,000 training images, 1,000 per class), a ResNet-18 at width 0.125,
-# ~13 minutes per contrastive victim on 2 cores. Batch 256 (half the paper's), paper learning rates except
-# BYOL's, halved with the batch; MoCo's queue keeps about the paper's share of the training set
+# ~13 minutes per contrastive victim on 2 cores. Batch 256 (half the paper's), the paper's learning rates;
+# MoCo's queue keeps about the paper's share of the training set
 # (4096 / 50,000 -> 1024 / 10,000). A calibration run of SimCLR here: probe 48.4% vs 26.2% untrained.
 # The networks and optimiser settings are attacks/settings.py's (shared with the attackers).
 # Cheaper where the `all` grid would not fit ~8 hours of this machine: CIFAR-100 at 50 images per class

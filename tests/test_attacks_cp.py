@@ -3,6 +3,8 @@ through the augmentations and the momentum branch, resume, and the min-min objec
 the attacker's loss."""
 from __future__ import annotations
 
+from copy import deepcopy
+
 import pytest
 import torch
 
@@ -75,19 +77,26 @@ def test_cp_s_starts_from_the_cp_c_poison_of_the_same_spec(data):
     assert ATTACKS.get("cp-s")().requires(spec("cp-s", init="random")) == []
 
 
-@pytest.mark.parametrize("algorithm", ["moco", "byol"])
-def test_gradient_through_the_momentum_branch_is_a_setting(data, algorithm):
+@pytest.mark.parametrize("algorithm, through", [("moco", {"dual_branch": True}),
+                                                ("byol", {"dual_branch": True, "target_gradient": True})])
+def test_gradient_through_the_momentum_branch_is_a_setting(data, algorithm, through):
     model, _, _ = build_model(algorithm, "resnet18", "smoke", 10, 32, seed=0)
     aug = contrastive_augment(32, "cifar10")
     x, delta = data.images[:16], torch.zeros(16, 3, 32, 32)
-    grads = {}
-    for dual in (True, False):
-        torch.manual_seed(3)  # the same views both times
-        with cp.frozen(model):
-            grads[dual], _ = cp.delta_gradient(model, aug, x, delta, dual_branch=dual)
-        assert grads[dual].abs().sum() > 0  # non-zero through the augmentations
-    through_branch = grads[True] - grads[False]
-    assert through_branch.abs().sum() > 1e-3 * grads[True].abs().sum()
+
+    def gradient(dual_branch: bool, target_gradient: bool = False) -> torch.Tensor:
+        copy = deepcopy(model)  # every forward moves the momentum copy: each setting starts from the same state
+        copy.target_gradient = target_gradient
+        torch.manual_seed(3)  # the same views every time
+        with cp.frozen(copy):
+            grad, _ = cp.delta_gradient(copy, aug, x, delta, dual_branch=dual_branch)
+        assert grad.abs().sum() > 0  # non-zero through the augmentations
+        return grad
+
+    off = gradient(False)
+    assert (gradient(**through) - off).abs().sum() > 1e-3 * off.abs().sum()
+    if algorithm == "byol":  # the official BYOL loss detaches the target: dual_branch alone changes nothing
+        assert torch.equal(gradient(True), off)
 
 
 def test_moco_key_view_gets_no_gradient_when_the_branch_is_off(data):
@@ -213,3 +222,46 @@ def test_plan_orders_cp_s_after_its_cp_c(tmp_path):
     poisons = [j for j in plan.jobs if j.kind == "poison"]
     assert [j.attack.attack for j in poisons] == ["cp-c", "cp-s"]
     assert poisons[1].depends_on == poisons[0].key and poisons[0].depends_on is None
+
+
+@pytest.mark.parametrize("scale", ["smoke", "mini", "paper"])
+def test_official_per_algorithm_budgets_hold_at_every_scale(scale):
+    def p(attack, algorithm):
+        return cp.budget(AttackSpec(attack, "cifar10", algorithm, "resnet18", scale=scale))
+
+    assert (p("cp-s", "byol")["num_steps"], p("cp-s", "byol")["step_size"]) == (1, 0.02)
+    assert p("cp-s", "moco")["step_size"] == 0.1 and p("cp-c", "byol")["step_size"] == 0.1
+    assert p("cp-s", "simclr")["release_fraction"] == 0.8 and p("cp-s", "moco")["release_fraction"] == 1.0
+    official = {"dual_branch": True, "target_gradient": False, "gradient_precision": "float32",
+                "release_rounding": "floor"}
+    assert {k: p("cp-c", "moco")[k] for k in official} == official
+
+
+def test_the_attacker_s_encoder_follows_the_official_cp_schedule():
+    s = spec("cp-s")
+    model, config, _ = cp.surrogate(s, cp.budget(s), 10, 32)
+    assert (config.warmup_epochs, config.lr_schedule, config.epochs) == (0, "epoch", 2)
+    assert model.loss_scale == pytest.approx(0.5 / 0.07)
+    with pytest.raises(AttackParamError, match="target_gradient is BYOL's"):
+        cp.budget(spec("cp-c", "moco", target_gradient=True))
+    with pytest.raises(AttackParamError, match="release_rounding must be one of"):
+        cp.budget(spec("cp-c", release_rounding="up"))
+
+
+def test_release_rounds_down_as_the_official_loader_does(data):
+    made = {r: generate_poison(spec("cp-c", release_rounding=r), data.images, data.labels, data.index,
+                               progress=False) for r in ("floor", "nearest")}
+    floor, nearest = made["floor"].delta.int(), made["nearest"].delta.int()
+    # the same working delta, released two ways: floor is never above nearest and at most one pixel below
+    assert bool(((nearest - floor) >= 0).all()) and bool(((nearest - floor) <= 1).all())
+    assert bool((nearest != floor).any())
+    assert int(floor.min()) >= -8 and int(floor.max()) <= 8
+
+
+def test_a_poison_s_settings_include_its_surrogate_s():
+    from benchmark.poison_job import attack_settings
+
+    settings = attack_settings(spec("cp-c", "moco"))
+    assert settings["surrogate"]["algorithm"]["base_temperature"] == 0.07
+    assert settings["surrogate"]["train"]["lr_schedule"] == "epoch"
+    assert "surrogate" not in attack_settings(AttackSpec("random", "cifar10", scale="smoke"))

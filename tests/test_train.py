@@ -29,12 +29,36 @@ def augment_for(name: str):
     return supervised_augment(32, "synthetic") if name == "supervised" else contrastive_augment(32, "synthetic")
 
 
-def test_learning_rate_warms_up_then_decays_to_the_floor():
-    cfg = TrainConfig(epochs=10, batch_size=8, lr=0.5, warmup_epochs=2)
-    assert learning_rate(0, 100, 20, cfg) == pytest.approx(0.01)
-    assert learning_rate(20, 100, 20, cfg) == pytest.approx(0.5)
-    assert learning_rate(100, 100, 20, cfg) == pytest.approx(0.5e-3)
-    assert learning_rate(60, 100, 20, cfg) == pytest.approx(0.5e-3 + (0.5 - 0.5e-3) * 0.5 * (1 + math.cos(math.pi / 2)))
+def test_per_step_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(epochs=10, batch_size=8, lr=0.5, warmup_epochs=2, lr_schedule="step")
+    assert learning_rate(0, 10, cfg) == pytest.approx(0.01)
+    assert learning_rate(20, 10, cfg) == pytest.approx(0.5)
+    assert learning_rate(100, 10, cfg) == pytest.approx(0.5e-3)
+    assert learning_rate(60, 10, cfg) == pytest.approx(0.5e-3 + (0.5 - 0.5e-3) * 0.5 * (1 + math.cos(math.pi / 2)))
+
+
+def official_lr(epoch: int, batch: int, batches: int, cfg: TrainConfig) -> float:
+    """The official util.py: adjust_learning_rate at each epoch's start (1-based), warmup_learning_rate
+    per batch during the first warm_epochs, warmup_to = the cosine at warm_epochs."""
+    eta_min = cfg.lr * cfg.final_lr_ratio
+    lr = eta_min + (cfg.lr - eta_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+    if epoch <= cfg.warmup_epochs:
+        warmup_to = eta_min + (cfg.lr - eta_min) * (1 + math.cos(math.pi * cfg.warmup_epochs / cfg.epochs)) / 2
+        p = (batch + (epoch - 1) * batches) / (cfg.warmup_epochs * batches)
+        lr = cfg.warmup_start_lr + p * (warmup_to - cfg.warmup_start_lr)
+    return lr
+
+
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_default_schedule_is_the_official_per_epoch_cosine(warmup):
+    cfg = TrainConfig(epochs=20, batch_size=8, lr=0.5, warmup_epochs=warmup)
+    assert cfg.lr_schedule == "epoch"
+    for step in range(20 * 7):
+        epoch, batch = step // 7 + 1, step % 7
+        assert learning_rate(step, 7, cfg) == pytest.approx(official_lr(epoch, batch, 7, cfg)), step
+    # constant within an epoch after the warm-up; the last epoch ends at the floor
+    assert learning_rate(7 * 10, 7, cfg) == learning_rate(7 * 10 + 6, 7, cfg)
+    assert learning_rate(7 * 20 - 1, 7, cfg) == pytest.approx(0.5e-3)
 
 
 @pytest.mark.parametrize("name", ["simclr", "byol", "supervised"])
@@ -49,9 +73,12 @@ def test_loss_falls_on_smoke_data(name):
 def test_moco_loss_falls_below_chance_once_the_queue_holds_real_keys():
     data = make_synthetic("train", per_class=32)
     torch.manual_seed(0)
+    # the textbook MoCo (batch-norm head, unscaled loss, per-step schedule): on this toy data the official
+    # variant's BN-free head collapses, which says nothing about the queue this test is about
     moco = build_algorithm("moco", build_architecture("resnet18", width=0.125), 10, queue_size=64, out_dim=16,
-                           momentum=0.9, temperature=0.5)
-    cfg = TrainConfig(epochs=16, batch_size=32, lr=0.1, warmup_epochs=1)
+                           momentum=0.9, temperature=0.5, head_batch_norm=True, base_temperature=None,
+                           state_updates="step")
+    cfg = TrainConfig(epochs=16, batch_size=32, lr=0.1, warmup_epochs=1, lr_schedule="step")
     losses = [h["loss"] for h in fit(moco, data.images, data.labels, cfg, augment_for("moco"),
                                      progress=False).history]
     # the first epoch scores against a random queue (easy negatives); from epoch 3 the queue holds real keys,

@@ -38,8 +38,26 @@ def info_nce_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temper
 
 
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """BYOL's regression loss 2 - 2 cos(p, z), averaged; gradient reaches z unless the caller detaches it."""
-    return (2 - 2 * F.cosine_similarity(p.float(), z.float(), dim=1)).mean()
+    """BYOL's regression loss as the official CP code has it: -cos(p, z), averaged (in [-1, 1]; the
+    gradient is half that of BYOL's paper form 2 - 2 cos). Gradient reaches z unless the caller detaches it."""
+    return -F.cosine_similarity(p.float(), z.float(), dim=1).mean()
+
+
+def temperature_scale(temperature: float, base_temperature: float | None) -> float:
+    """The SupCon-style factor temperature / base_temperature of the official SimCLR and MoCo losses
+    (1 without a base temperature: the textbook loss)."""
+    if base_temperature is None:
+        return 1.0
+    if base_temperature <= 0:
+        raise ValueError(f"base_temperature must be positive or None, got {base_temperature}")
+    return temperature / base_temperature
+
+
+def scale_gradient(loss: torch.Tensor, share: float) -> torch.Tensor:
+    """`loss` with its value unchanged and its gradient multiplied by `share`."""
+    if share == 1.0:
+        return loss
+    return loss * share + (loss * (1.0 - share)).detach()
 
 
 def alignment(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,10 @@ class TrainConfig:
     seed: int = 1112
     view_chunks: int = 0  # augmentation RNG chunks per batch; 0 = one per process (same views under DDP)
     embedding_stats: int = 0  # images used to log alignment/uniformity after each epoch (0 = off)
+    lr_schedule: str = "epoch"  # "epoch": the official one (see learning_rate); "step": per-step cosine
+
+
+LR_SCHEDULES = ("epoch", "step")
 
 
 # TrainConfig fields that do not change the trained weights (how often to save, what to log)
@@ -58,14 +62,32 @@ class TrainResult:
     resumed_from_epoch: int = 0
 
 
-def learning_rate(step: int, total_steps: int, warmup_steps: int, config: TrainConfig) -> float:
-    """Linear warm-up from warmup_start_lr to lr, then cosine decay to lr * final_lr_ratio."""
-    if step < warmup_steps:
-        start = min(config.warmup_start_lr, config.lr)
-        return start + (config.lr - start) * step / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+def learning_rate(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
+    """The learning rate of optimiser step `step` (0-based), cosine from lr to lr * final_lr_ratio.
+
+    "epoch" (the official code): the cosine is set at the start of each epoch e = 1..epochs at e / epochs;
+    during the first `warmup_epochs` the rate instead rises linearly, step by step, from warmup_start_lr
+    to the cosine's value at the end of the warm-up. "step": linear warm-up to lr, then a per-step cosine
+    over the remaining steps.
+    """
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {config.lr_schedule!r}")
     final = config.lr * config.final_lr_ratio
-    return final + (config.lr - final) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    start = min(config.warmup_start_lr, config.lr)
+    warmup_steps = config.warmup_epochs * steps_per_epoch
+
+    def cosine(progress: float) -> float:
+        return final + (config.lr - final) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    if config.lr_schedule == "epoch":
+        epochs = max(config.epochs, 1)
+        if step < warmup_steps:
+            return start + (cosine(config.warmup_epochs / epochs) - start) * step / warmup_steps
+        return cosine((step // max(steps_per_epoch, 1) + 1) / epochs)
+    if step < warmup_steps:
+        return start + (config.lr - start) * step / warmup_steps
+    total_steps = config.epochs * steps_per_epoch
+    return cosine((step - warmup_steps) / max(1, total_steps - warmup_steps))
 
 
 def mix_seed(*parts: int) -> int:
@@ -101,10 +123,6 @@ class Trainer:
             raise ValueError(f"view_chunks ({chunks}) must be a multiple of the number of processes ({world_size()})")
         self.chunks_per_process = chunks // world_size()
 
-    @property
-    def total_steps(self) -> int:
-        return self.config.epochs * self.steps_per_epoch
-
     def views(self, x: torch.Tensor, salt: int) -> list[torch.Tensor]:
         """Augmented views of a local batch (1 for supervised, 2 otherwise); the randomness depends only
         on (seed, salt, chunk), so one process and N processes see the same views of the same images."""
@@ -132,8 +150,7 @@ class Trainer:
         """One optimiser step on views already made (by `views`); returns the global mean loss."""
         self.model.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.step_count, self.total_steps,
-                                        self.config.warmup_epochs * self.steps_per_epoch, self.config)
+            group["lr"] = learning_rate(self.step_count, self.steps_per_epoch, self.config)
         labels = labels.to(self.device, non_blocking=True)
         amp = self.config.amp and self.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..registry import Registry
-from .base import Algorithm
+from .base import Algorithm, MomentumAlgorithm
 from .byol import BYOL
 from .moco import MoCo
 from .simclr import SimCLR
@@ -20,4 +20,4 @@ def build_algorithm(name: str, encoder: nn.Module, num_classes: int, **settings)
     return ALGORITHMS.get(name)(encoder, num_classes, **settings)
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "BYOL", "MoCo", "SimCLR", "Supervised", "build_algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "MomentumAlgorithm", "BYOL", "MoCo", "SimCLR", "Supervised", "build_algorithm"]

@@ -42,13 +42,13 @@ class Algorithm(nn.Module):
         pass
 
 
-def mlp(dims: list[int], batch_norm: bool = True, last_bias: bool = True) -> nn.Sequential:
-    """Linear(-BN)-ReLU blocks between consecutive dims, a plain Linear at the end."""
+def mlp(dims: list[int], batch_norm: bool) -> nn.Sequential:
+    """Linear(-BN)-ReLU blocks between consecutive dims, a plain Linear at the end (every Linear with a
+    bias, as torch's default and the official heads have it)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        last = i == len(dims) - 2
-        layers.append(nn.Linear(a, b, bias=last_bias if last else not batch_norm))
-        if not last:
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
             layers += [nn.BatchNorm1d(b)] if batch_norm else []
             layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -64,7 +64,43 @@ def momentum_copy(module: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """Parameters only, as the official MoCo and BYOL: the copy's batch-norm statistics are its own
+    (accumulated by its own forwards in train mode)."""
     for t, o in zip(target.parameters(), online.parameters()):
         t.mul_(momentum).add_(o.detach(), alpha=1 - momentum)
-    for t, o in zip(target.buffers(), online.buffers()):
-        t.copy_(o)
+
+
+STATE_UPDATES = ("forward", "step")
+
+
+class MomentumAlgorithm(Algorithm):
+    """An algorithm with EMA copies of its online modules (MoCo v2's key encoder, BYOL's target).
+
+    `state_updates="forward"` (official): every forward of the loss moves the copies (and MoCo enqueues its
+    keys), the forwards of the perturbation steps of an attack included; `"step"`: only after optimiser steps.
+    """
+
+    def __init__(self, encoder: nn.Module, momentum: float, state_updates: str):
+        super().__init__(encoder)
+        if state_updates not in STATE_UPDATES:
+            raise ValueError(f"state_updates must be one of {STATE_UPDATES}, not {state_updates!r}")
+        self.momentum, self.state_updates = momentum, state_updates
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(copy, online module) pairs moved by `momentum_update`."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        for target, online in self.momentum_pairs():
+            ema_update(target, online, self.momentum)
+
+    def forward_update(self) -> None:
+        """The update the official code does at the start of a forward (nothing in `step` mode)."""
+        if self.state_updates == "forward":
+            self.momentum_update()
+
+    @torch.no_grad()
+    def on_step_end(self) -> None:
+        if self.state_updates == "step":
+            self.momentum_update()
