@@ -14,6 +14,7 @@ NORMALIZATION: dict[str, Stats] = {
     "imagenet100": _IMAGENET,
     "imagenette": _IMAGENET,
     "synthetic": ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+    "raw": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # no normalisation: the network sees [0, 1] pixels
 }
 
 

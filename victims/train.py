@@ -40,6 +40,7 @@ class TrainConfig:
     view_chunks: int = 0  # augmentation RNG chunks per batch; 0 = one per process (same views under DDP)
     embedding_stats: int = 0  # images used to log alignment/uniformity after each epoch (0 = off)
     lr_schedule: str = "epoch"  # "epoch": the official one (see learning_rate); "step": per-step cosine
+    grad_clip: float = 0.0  # clip the gradient's global norm to this before each step (0 = off)
 
 
 LR_SCHEDULES = ("epoch", "step")
@@ -157,6 +158,8 @@ class Trainer:
             loss = self.model(*views, labels=labels) if len(views) == 2 else self.model(views[0], labels=labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.algorithm.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.algorithm.on_step_end()
         self.step_count += 1
