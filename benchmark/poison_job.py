@@ -9,6 +9,8 @@ from pathlib import Path
 from attacks import ATTACKS, Poison, generate_poison
 from attacks.spec import AttackSpec
 
+from victims.train import outcome_settings
+
 from .paths import store_root
 from .records import environment, now, write_json_atomic
 from .scales import get_scale
@@ -38,6 +40,14 @@ def attack_settings(spec: AttackSpec) -> dict:
     return json.loads(json.dumps(settings))
 
 
+def comparable(settings: dict) -> dict:
+    """A poison's settings with its surrogate's training settings reduced to those that change the weights."""
+    surrogate = settings.get("surrogate")
+    if not surrogate or "train" not in surrogate:
+        return settings
+    return {**settings, "surrogate": {**surrogate, "train": outcome_settings(surrogate["train"])}}
+
+
 def poison_is_current(spec: AttackSpec, store=None) -> bool:
     """Whether the stored poison of `spec` was made with the attack's settings of now, from the stored
     versions of the poisons it starts from (CP-S from CP-C). A poison without these in its record (made
@@ -45,7 +55,7 @@ def poison_is_current(spec: AttackSpec, store=None) -> bool:
     report = poison_report(spec, store)
     if report is None:
         return True
-    if "settings" in report and report["settings"] != attack_settings(spec):
+    if "settings" in report and comparable(report["settings"]) != comparable(attack_settings(spec)):
         return False
     for needed in ATTACKS.get(spec.attack)().requires(spec):
         made_from = report.get("inputs", {}).get(needed.key)

@@ -177,3 +177,14 @@ def test_two_processes_match_one_process_with_the_same_global_batch(name, tmp_pa
     # summed over the 3 epochs ~0.12 for DDP against 0.05 to 0.33 between two seeds of views, and first-epoch
     # gaps from 3e-4 to 1e-2 depending on the views drawn, so tighter curve checks are coin tosses.
     assert losses == pytest.approx(ddp["losses"], rel=3e-2)
+
+
+def test_a_record_written_before_a_setting_existed_counts_with_the_value_then_in_effect():
+    from victims.train import outcome_settings
+
+    now = outcome_settings(TrainConfig(epochs=2, batch_size=8, lr=0.1))
+    older = {k: v for k, v in now.items() if k not in ("grad_clip", "lr_schedule")}
+    # written before grad_clip and lr_schedule existed: no clipping (the same) but a per-step cosine (not)
+    assert outcome_settings(older) != now
+    assert outcome_settings({**older, "lr_schedule": "epoch"}) == now
+    assert outcome_settings({**older, "lr_schedule": "epoch", "grad_clip": 5.0}) != now

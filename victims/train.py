@@ -48,11 +48,14 @@ LR_SCHEDULES = ("epoch", "step")
 
 # TrainConfig fields that do not change the trained weights (how often to save, what to log)
 MEASUREMENT_ONLY = ("checkpoint_every", "embedding_stats")
+# Settings added after records were first written, with the value every earlier run had in effect: a record
+# without them was trained with these (a per-step cosine, no clipping).
+BEFORE_THEY_EXISTED = {"lr_schedule": "step", "grad_clip": 0.0}
 
 
 def outcome_settings(config: TrainConfig | dict) -> dict:
     """The settings that determine the trained weights: two runs that agree on these train the same model."""
-    settings = asdict(config) if isinstance(config, TrainConfig) else dict(config)
+    settings = asdict(config) if isinstance(config, TrainConfig) else {**BEFORE_THEY_EXISTED, **config}
     return {k: v for k, v in settings.items() if k not in MEASUREMENT_ONLY}
 
 
