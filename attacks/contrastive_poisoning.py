@@ -28,7 +28,7 @@ from . import register_attack
 from .base import Attack, AttackParamError, check_inputs, frozen, rng_devices
 from .delta_store import DeltaStore
 from .poison import Poison, eps_to_pixels
-from .settings import build_model, model_settings
+from victims.recipes import build_model, model_settings
 from .spec import AttackSpec
 
 CONTRASTIVE = ("simclr", "moco", "byol")

@@ -35,7 +35,7 @@ from victims.train import TrainConfig, Trainer, load_checkpoint, mix_seed, save_
 from . import register_attack
 from .base import Attack, AttackParamError, check_inputs, frozen, params, rng_devices
 from .poison import Poison, eps_to_pixels
-from .settings import build_model
+from victims.recipes import build_model
 from .spec import AttackSpec
 
 STATE_FILE = "state.pt"  # the crafting progress under the workdir

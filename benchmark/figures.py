@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from attacks import Poison, PoisonError
-from attacks.settings import build_model
+from victims.recipes import build_model
 
 from .data import DatasetNotFoundError, ImageData
 from .grids import GRIDS, attack_spec

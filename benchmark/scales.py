@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from attacks.settings import MODELS
+from victims.recipes import MODELS
 from victims.train import TrainConfig
 from victims.probe import ProbeConfig
 from victims.registry import UnknownNameError
@@ -80,7 +80,7 @@ PAPER = Scale(
 # ~13 minutes per contrastive victim on 2 cores. Batch 256 (half the paper's), the paper's learning rates;
 # MoCo's queue keeps about the paper's share of the training set
 # (4096 / 50,000 -> 1024 / 10,000). A calibration run of SimCLR here: probe 48.4% vs 26.2% untrained.
-# The networks and optimiser settings are attacks/settings.py's (shared with the attackers).
+# The networks and optimiser settings are victims/recipes.py's (shared with the attackers).
 # Cheaper where the `all` grid would not fit ~8 hours of this machine: CIFAR-100 at 50 images per class
 # (5,000); the slower architectures trained for about the compute of ResNet-18's 25 epochs (one training
 # step, 1 thread, width 0.125, relative to ResNet-18: VGG-19 1.4x as fast, ResNet-50 0.36x, DenseNet-121

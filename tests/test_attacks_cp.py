@@ -11,7 +11,7 @@ import torch
 from attacks import ATTACKS, AttackParamError, Poison, generate_poison
 from attacks import contrastive_poisoning as cp
 from attacks.delta_store import DeltaStore
-from attacks.settings import build_model
+from victims.recipes import build_model
 from attacks.spec import AttackSpec
 from benchmark.data import load_dataset
 from victims.augment import contrastive_augment

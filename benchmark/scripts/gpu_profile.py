@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from attacks.settings import build_model
+from victims.recipes import build_model
 from benchmark.perf import synthetic_like
 from victims.augment import contrastive_augment, to_float
 from victims.train import Trainer
