@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from tabulate import tabulate
 
@@ -12,6 +12,9 @@ from .data import DATASETS, SPLITS, DatasetNotFoundError, describe
 from victims.registry import UnknownNameError
 
 from .paths import DATA_ENV, STORE_ENV, data_roots
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -291,7 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if len(after.done) == len(after.jobs) else 1
 
 
-def print_dry_run(plan, slurm_params: dict | None) -> None:
+def print_dry_run(plan: Plan, slurm_params: dict | None) -> None:
     """The plan's jobs; on Slurm also the time limit and memory each job would ask for."""
     columns = ["job", "kind", "state", "after", "probes"]
     rows = [[j.name, j.kind, "done" if j.key in plan.done else "pending",
@@ -314,7 +317,7 @@ def print_dry_run(plan, slurm_params: dict | None) -> None:
               "past its limit is requeued and resumes from its checkpoint")
 
 
-def print_left(plan, store) -> None:
+def print_left(plan: Plan, store) -> None:
     """Each job not done after a run, with its state and why."""
     from .status import job_status
 
@@ -323,7 +326,7 @@ def print_left(plan, store) -> None:
         why = f": {status.error}" if status.error else ""
         print(f"  left: {job.name} {status.shown} (job {status.job_id}){why}")
     if left:
-        print("  `bench run` again submits the failed, blocked and pending jobs again and waits for the running "
+        print("  the next `bench run` submits the failed, blocked and pending jobs again and waits for the running "
               "and queued ones; `bench status` shows every cell")
 
 
