@@ -13,11 +13,13 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-# states after which Slurm does nothing more with a job (short names and squeue's long ones)
-FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
-         "DEADLINE", "REVOKED", "SPECIAL_EXIT")
+# states after which Slurm does nothing more with a job (squeue's long names)
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
+         "REVOKED", "SPECIAL_EXIT")
+# PREEMPTED is passed through on the way to a requeue (as submitit counts it); a job that stays preempted
+# leaves squeue after MinJobAge and then counts as ended without a result
 RUNNING = ("RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING",
-           "SIGNALING", "STAGE_OUT", "STOPPED", "SUSPENDED")
+           "SIGNALING", "STAGE_OUT", "STOPPED", "SUSPENDED", "PREEMPTED")
 NEVER = "DependencyNeverSatisfied"  # squeue's reason for a job whose dependency can never be satisfied
 TIMEOUT_S = 30
 
