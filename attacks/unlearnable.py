@@ -41,9 +41,8 @@ from .spec import AttackSpec
 STATE_FILE = "state.pt"  # the crafting progress under the workdir
 
 # Budgets per scale, merged under spec.params. paper: the official commands (max_rounds is only a safety cap
-# there). mini: 10,000 CIFAR-10 images on a 2-core CPU; the official 20 steps per round and batch 512, and
-# the official share of the data the surrogate trains on per round (10 batches of 512 of 50,000 images: 10%,
-# i.e. 2 batches of 10,000). smoke: seconds on the synthetic data.
+# there). mini: 10,000 CIFAR-10 images on a 2-core CPU, the official steps (10 training batches of 512 and 20
+# PGD steps per round); a cap of 10 rounds. smoke: seconds on the synthetic data.
 _UE = {"eps": 8 / 255, "step_size": 0.8 / 255, "train_steps": 10, "batch_size": 512, "lr": 0.1, "grad_clip": 5.0,
        "normalize_input": False}
 BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -52,8 +51,8 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         "ue-c": {**_UE, "pgd_steps": 1, "stop_error": 0.1, "max_rounds": 100, "subset": 0.2},
     },
     "mini": {
-        "ue-s": {**_UE, "train_steps": 2, "pgd_steps": 20, "stop_error": 0.01, "max_rounds": 10},
-        "ue-c": {**_UE, "train_steps": 2, "pgd_steps": 1, "stop_error": 0.1, "max_rounds": 100, "subset": 0.2},
+        "ue-s": {**_UE, "pgd_steps": 20, "stop_error": 0.01, "max_rounds": 10},
+        "ue-c": {**_UE, "pgd_steps": 1, "stop_error": 0.1, "max_rounds": 100, "subset": 0.2},
     },
     "smoke": {
         "ue-s": {**_UE, "batch_size": 64, "pgd_steps": 5, "stop_error": 0.01, "max_rounds": 2},
