@@ -64,6 +64,9 @@ def success(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch
 
 class _AdversarialPoisoning(Attack):
     per = "sample"
+    surrogate = "supervised"
+    gpu_hours = 10.0
+    extra_rows_in = ()
     targeted = True
     defaults = _BUDGET["paper"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from victims.algorithms import Algorithm
+from victims.algorithms import Algorithm, contrastive_algorithms
 from victims.augment import contrastive_augment, to_float
 from victims.train import TrainConfig, Trainer, load_checkpoint, mix_seed, save_checkpoint
 
@@ -30,8 +30,6 @@ from .delta_store import DeltaStore
 from .poison import Poison, eps_to_pixels
 from victims.recipes import build_model, model_settings
 from .spec import AttackSpec
-
-CONTRASTIVE = ("simclr", "moco", "byol")
 
 # Budgets per scale. model_step / noise_step = 0 means one whole pass over the data set (and never more).
 # paper: REFERENCE.md section 2. mini: 10,000 CIFAR-10 images on 2 CPU cores (docs/evidence.md has the
@@ -158,6 +156,9 @@ def cpc_spec_for(spec: AttackSpec) -> AttackSpec:
 class ContrastivePoisoning(Attack):
     """The CP loop shared by `cp-c` and `cp-s` (see the module docstring)."""
 
+    surrogate = "contrastive"
+    extra_rows_in = ()
+
     defaults = {**COMMON, **BUDGETS["paper"]["cp-c"]}
 
     def params(self, spec: AttackSpec) -> dict[str, Any]:
@@ -167,9 +168,9 @@ class ContrastivePoisoning(Attack):
                  device: torch.device | str = "cpu", workdir: str | os.PathLike | None = None,
                  progress: bool = True) -> Poison:
         check_inputs(images, labels, index)
-        if spec.algorithm not in CONTRASTIVE:
-            raise AttackParamError(f"{spec.attack}: the attacker's algorithm must be one of {list(CONTRASTIVE)}, "
-                                   f"not {spec.algorithm!r}")
+        if spec.algorithm not in contrastive_algorithms():
+            raise AttackParamError(f"{spec.attack}: the attacker's algorithm must be one of "
+                                   f"{contrastive_algorithms()}, not {spec.algorithm!r}")
         p = self.params(spec)
         device = torch.device(device)
         num_classes = int(labels.max()) + 1
@@ -283,11 +284,13 @@ class ContrastivePoisoning(Attack):
 @register_attack("cp-c")
 class ClassWiseCP(ContrastivePoisoning):
     per = "class"
+    gpu_hours = 6.0
 
 
 @register_attack("cp-s")
 class SampleWiseCP(ContrastivePoisoning):
     per = "sample"
+    gpu_hours = 10.0
     defaults = {**COMMON, **BUDGETS["paper"]["cp-s"], "init": "cp-c"}
 
     def requires(self, spec: AttackSpec) -> list[AttackSpec]:

@@ -287,6 +287,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from attacks import ATTACKS
+
     parser = argparse.ArgumentParser(prog="bench", description="cp-bench: indiscriminate poisoning attacks on "
                                      "contrastive learning (He, Zha & Katabi, ICLR 2023), as a benchmark.")
     common = argparse.ArgumentParser(add_help=False)
@@ -310,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="smoke")
     p.add_argument("--seed", type=int, default=1112)
     p.add_argument("--attack", default="none",
-                   help="train on data poisoned by this attack: random, cp-s, cp-c, ue-s, ue-c, ap-t, ap-u; "
-                        "cp-s@moco = CP-S made with MoCo (default: made with the victim's algorithm)")
+                   help=f"train on data poisoned by this attack: {', '.join(ATTACKS)}; cp-s@moco = CP-S made "
+                        "with MoCo (default: made with the victim's algorithm)")
     p.add_argument("--eval", nargs="*", metavar="DATASET", help="data sets to probe (default: the training set)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")

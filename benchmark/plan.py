@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from attacks import ATTACKS
+from victims.algorithms import ALGORITHMS
 from victims.registry import UnknownNameError
 from victims.train import outcome_settings
 from attacks.spec import AttackSpec
@@ -19,8 +20,7 @@ from .victim_job import victim_settings
 # a ResNet-18 contrastive victim is 1000 epochs of CIFAR-10; CP-C is 1000 epochs of 20 + 20 batches;
 # CP-S 200 epochs of a full pass of each player (5 PGD steps); AP-T trains a surrogate then runs
 # 250 PGD steps x 8 restarts on every image; UE-S alternates 10 batches with 20 PGD steps until 99%.
-GPU_HOURS = {"simclr": 8.0, "moco": 8.0, "byol": 10.0, "supervised": 1.0, CONTROL: 0.3,
-             "cp-c": 6.0, "cp-s": 10.0, "ue-s": 2.0, "ue-c": 1.0, "ap-t": 10.0, "ap-u": 10.0, "random": 0.01}
+CONTROL_GPU_HOURS = 0.3  # probing an untrained network (the attacks' and algorithms' costs are on their classes)
 ARCH_FACTOR = {"resnet18": 1.0, "resnet50": 2.5, "vgg19": 1.5, "densenet121": 3.0, "mobilenetv2": 1.0}
 DATASET_FACTOR = {"cifar10": 1.0, "cifar100": 1.0, "stl10": 1.0, "imagenet100": 8.0, "synthetic": 0.0}
 
@@ -46,9 +46,11 @@ class Job:
     @property
     def gpu_hours(self) -> float:
         if self.kind == "poison":
-            return GPU_HOURS.get(self.attack.attack, 5.0) * DATASET_FACTOR.get(self.attack.dataset, 1.0)
-        return (GPU_HOURS.get(self.victim.algorithm, 8.0) * ARCH_FACTOR.get(self.victim.arch, 1.0)
-                * DATASET_FACTOR.get(self.victim.dataset, 1.0))
+            hours = ATTACKS.get(self.attack.attack).gpu_hours if self.attack.attack in ATTACKS else 5.0
+            return hours * DATASET_FACTOR.get(self.attack.dataset, 1.0)
+        algorithm = self.victim.algorithm
+        hours = CONTROL_GPU_HOURS if algorithm == CONTROL else ALGORITHMS.get(algorithm).gpu_hours
+        return hours * ARCH_FACTOR.get(self.victim.arch, 1.0) * DATASET_FACTOR.get(self.victim.dataset, 1.0)
 
 
 @dataclass

@@ -33,6 +33,13 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def unregister(self, name: str) -> T:
+        """Remove `name` (an uninstalled plugin, a test's throw-away entry) and return what it held."""
+        try:
+            return self._items.pop(name)
+        except KeyError:
+            raise UnknownNameError(self.kind, name, self.names()) from None
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

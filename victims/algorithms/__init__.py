@@ -15,9 +15,15 @@ for _cls in (SimCLR, MoCo, BYOL, Supervised):
     ALGORITHMS.register(_cls.name)(_cls)
 
 
+def contrastive_algorithms() -> list[str]:
+    """The registered contrastive algorithms, in registration order (the paper's three first)."""
+    return [name for name in ALGORITHMS if ALGORITHMS.get(name).contrastive]
+
+
 def build_algorithm(name: str, encoder: nn.Module, num_classes: int, **settings) -> Algorithm:
     """Wrap `encoder` in algorithm `name` with its heads; `settings` override the paper's defaults."""
     return ALGORITHMS.get(name)(encoder, num_classes, **settings)
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "MomentumAlgorithm", "BYOL", "MoCo", "SimCLR", "Supervised", "build_algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "MomentumAlgorithm", "BYOL", "MoCo", "SimCLR", "Supervised", "build_algorithm",
+           "contrastive_algorithms"]
