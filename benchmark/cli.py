@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from tabulate import tabulate
 
@@ -12,6 +12,9 @@ from .data import DATASETS, SPLITS, DatasetNotFoundError, describe
 from victims.registry import UnknownNameError
 
 from .paths import DATA_ENV, STORE_ENV, data_roots
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -157,7 +160,8 @@ def cmd_cells(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Every cell's state (done / running / queued / failed / pending) with its job id, log and last error."""
+    """Every cell's state (done / running / queued / blocked / failed / pending) with its job id, log and last
+    error."""
     from collections import Counter
 
     from .plan import make_plan
@@ -178,17 +182,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         while poison_key and victim.state in ("pending", "queued") and status[poison_key].state != "done":
             shown, what = status[poison_key], "poison"  # the cell waits on its poison: show that job
             poison_key = jobs[poison_key].depends_on
-        state = shown.state if what == "victim" else f"{shown.state} ({what})"
+        state = shown.shown if what == "victim" else f"{shown.shown} ({what})"
         rows.append([cell.grid, cell.row, cell.column, state, shown.job_id, shown.log, shown.error])
     print(tabulate(rows, headers=["grid", "row", "column", "state", "job id", "log", "last error"]))
     counts = Counter(s.state for s in status.values())
     print(f"jobs: {len(plan.jobs)} ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}); "
-          f"`bench run` resubmits the failed and pending ones, nothing else")
+          f"`bench run` resubmits the failed, blocked and pending ones, nothing else")
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """Cancel the running and queued jobs of a grid (scancel on Slurm, SIGINT then SIGKILL for local jobs)."""
+    """Cancel the running, queued and blocked jobs of a grid (scancel on Slurm, SIGINT then SIGKILL locally)."""
     from .plan import make_plan
     from .status import cancel
 
@@ -263,27 +267,67 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"({len(plan.done)} done, {len(plan.pending)} to run)")
     for attack, cells in plan.skipped.items():
         print(f"  skipped: {len(cells)} cells of attack {attack!r}, which is not registered yet")
+    slurm_params = None
+    if args.cluster == "slurm":
+        from .slurm import slurm_parameters
+
+        slurm_params = slurm_parameters(args)
     if args.dry_run:
-        rows = [[j.name, j.kind, "done" if j.key in plan.done else "pending",
-                 next((d.name for d in plan.jobs if d.key == j.depends_on), "-"), ",".join(j.probes) or "-"]
-                for j in plan.jobs]
-        print(tabulate(rows, headers=["job", "kind", "state", "after", "probes"]))
+        print_dry_run(plan, slurm_params)
         print(f"estimate at the paper scale: {paper_hours:,.0f} GPU hours for these cells' {len(paper_poisons)} "
               f"poisons and {len(paper_victims)} victims (rough, one A100-class GPU; table in benchmark/plan.py)")
         return 0
     check_results_writable(args.results)
     options = DispatchOptions(args.cluster, parallel=args.parallel, gpus_per_job=args.gpus_per_job)
     if args.cluster == "slurm":
-        from .slurm import check_controller, slurm_parameters
+        from .slurm import check_controller, check_submission
 
         check_controller()
-        options.slurm = slurm_parameters(args)
+        options.max_time_min = check_submission(slurm_params)
+        options.slurm = slurm_params
     submissions = dispatch(plan, options, data_root=args.data_root, store=args.store, results=args.results)
     after = make_plan(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
                       columns=args.columns)
     print(f"submitted {len(submissions)} jobs; now {len(after.done)} of {len(after.jobs)} jobs done "
           f"(bench cells --grid {args.grid} --scale {args.scale} shows every cell)")
+    print_left(after, args.store)
     return 0 if len(after.done) == len(after.jobs) else 1
+
+
+def print_dry_run(plan: Plan, slurm_params: dict | None) -> None:
+    """The plan's jobs; on Slurm also the time limit and memory each job would ask for."""
+    columns = ["job", "kind", "state", "after", "probes"]
+    rows = [[j.name, j.kind, "done" if j.key in plan.done else "pending",
+             next((d.name for d in plan.jobs if d.key == j.depends_on), "-"), ",".join(j.probes) or "-"]
+            for j in plan.jobs]
+    if slurm_params is not None:
+        from .slurm import job_request
+
+        columns += ["time (min)", "mem (GB)"]
+        for row, job in zip(rows, plan.jobs):
+            request = job_request([job], slurm_params)
+            row += [request["timeout_min"], request["mem_gb"]]
+    print(tabulate(rows, headers=columns))
+    if slurm_params is not None:
+        time_from = "from --time or the profile" if slurm_params.get("timeout_min") is not None else \
+            "from the scale's job size (2 x the expected minutes + 5, 10 min to 24 h, at most the partition's limit)"
+        mem_from = "from --mem-gb or the profile" if slurm_params.get("mem_gb") is not None else \
+            "from the scale's job size"
+        print(f"Slurm: time limit {time_from}; memory {mem_from}; a job array asks for its largest job's; a job "
+              "past its limit is requeued and resumes from its checkpoint")
+
+
+def print_left(plan: Plan, store) -> None:
+    """Each job not done after a run, with its state and why."""
+    from .status import job_status
+
+    left = [(job, job_status(job, plan, store)) for job in plan.jobs if job.key not in plan.done]
+    for job, status in left:
+        why = f": {status.error}" if status.error else ""
+        print(f"  left: {job.name} {status.shown} (job {status.job_id}){why}")
+    if left:
+        print("  the next `bench run` submits the failed, blocked and pending jobs again and waits for the running "
+              "and queued ones; `bench status` shows every cell")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -385,8 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     slurm = p.add_argument_group("slurm", "with --cluster slurm: a profile (slurm/profiles/NAME.toml) and overrides")
     slurm.add_argument("--profile", help="profile name or path")
     slurm.add_argument("--partition")
-    slurm.add_argument("--time", type=int, metavar="MINUTES", help="time limit per job; jobs requeue and resume")
-    slurm.add_argument("--mem-gb", type=int)
+    slurm.add_argument("--time", type=int, metavar="MINUTES", help="time limit per job (default: from the "
+                       "scale's job size, see --dry-run); jobs past it requeue and resume from their checkpoint")
+    slurm.add_argument("--mem-gb", type=int, help="memory per job (default: from the scale's job size)")
     slurm.add_argument("--cpus", type=int, help="CPUs per task")
     slurm.add_argument("--account")
     slurm.add_argument("--qos")

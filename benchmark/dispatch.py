@@ -6,11 +6,12 @@ requeued after a time-out or pre-emption it resumes from its own checkpoint file
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import submitit
 import torch
@@ -20,7 +21,8 @@ from .plan import Job, Plan
 from .records import results_root, write_json_atomic
 
 CLUSTERS = ("local", "slurm", "debug")
-POLL_S = 2.0  # local: how often finished jobs are looked for
+POLL_S = 2.0  # local: how often finished jobs are looked for; slurm: at first (then less often, up to:)
+SLURM_POLL_MAX_S = 30.0
 
 
 class JobCall(submitit.helpers.Checkpointable):
@@ -37,6 +39,9 @@ class JobCall(submitit.helpers.Checkpointable):
 
         if self.threads:
             torch.set_num_threads(self.threads)
+        from .slurm_jobs import quiet_sacct_warnings
+
+        quiet_sacct_warnings()  # where Slurm has no accounting database
 
         if self.job.kind == "poison":
             from .poison_job import make_poison, poison_report
@@ -88,6 +93,7 @@ class DispatchOptions:
     parallel: int = 1  # local: jobs at a time; slurm: array parallelism
     gpus_per_job: int = 0
     slurm: dict = field(default_factory=dict)  # partition, timeout_min, mem_gb, cpus_per_task, account, qos
+    max_time_min: int | None = None  # slurm: the partition's time limit (caps the default time limits)
 
 
 def ledger_dir(store, scale: str) -> Path:
@@ -134,8 +140,9 @@ def make_executor(options: DispatchOptions, folder: Path):
     if options.cluster == "slurm":
         # up to 20 requeues after time-outs or pre-emptions (submitit's default: 3); each resumes its checkpoint
         executor = submitit.AutoExecutor(folder, cluster="slurm", slurm_max_num_timeout=20)
-        params = {f"slurm_{k}": v for k, v in options.slurm.items()
-                  if v is not None and k not in ("array_parallelism", "additional_parameters")}
+        params = {f"slurm_{k}": v for k, v in options.slurm.items()  # time and memory: per array, job_request
+                  if v is not None and k not in ("array_parallelism", "additional_parameters", "timeout_min",
+                                                 "mem_gb")}
         if options.gpus_per_job:
             params.update(slurm_gpus_per_node=options.gpus_per_job, slurm_tasks_per_node=options.gpus_per_job)
         executor.update_parameters(slurm_array_parallelism=options.slurm.get("array_parallelism", options.parallel),
@@ -163,6 +170,7 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
     derived = [j for j in pending if j.kind == "poison" and j.depends_on is not None]  # CP-S after its CP-C
     victims = [j for j in pending if j.kind == "victim"]
     submissions: list[Submission] = []
+    sent: list[Submission] = []  # slurm: submitted so far (named when sbatch refuses a later job)
     failed: set[str] = set()
 
     def submit(jobs: list[Job]) -> list[Submission]:
@@ -220,7 +228,10 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
 
     def submit_arrays(jobs: list[Job], ids: dict[str, str]) -> list[Submission]:
         """Slurm: one job array per dependency (the jobs after one poison job, or after none), each capped
-        at `array_parallelism` tasks at a time, with afterok on that poison job's array task."""
+        at `array_parallelism` tasks at a time, with afterok on that poison job's array task, and asking
+        for the time and memory of its largest job (unless a flag or the profile sets them)."""
+        from .slurm import job_request
+
         groups: dict[str | None, list[Job]] = {}
         for job in jobs:
             groups.setdefault(ids.get(job.depends_on) if job.depends_on else None, []).append(job)
@@ -229,15 +240,26 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
             extra = dict(options.slurm.get("additional_parameters", {}))
             if after:
                 extra["dependency"] = f"afterok:{after}"
-            executor.update_parameters(slurm_additional_parameters=extra,
+            request = job_request(group, options.slurm, options.max_time_min)
+            executor.update_parameters(slurm_additional_parameters=extra, **request,
                                        name=group[0].name if len(group) == 1 else f"{plan.grid}-{group[0].kind}s")
-            with executor.batch():
-                handles = [executor.submit(JobCall(job, data_root, store_path, results_path)) for job in group]
+            with refused_submissions(folder, sent):
+                with executor.batch():
+                    handles = [executor.submit(JobCall(job, data_root, store_path, results_path)) for job in group]
             out += [Submission(job, handle, write_ledger(store, plan.scale, job, handle, options.cluster))
                     for job, handle in zip(group, handles)]
+            sent.extend(out[-len(group):])
         return out
 
     if options.cluster == "slurm":
+        from . import slurm_jobs
+
+        slurm_jobs.quiet_sacct_warnings()
+        blocked = [j for j in pending if states[j.key].state == "blocked"]
+        if blocked:  # waiting on Slurm for a poison job that failed: cancelled here, submitted again below
+            slurm_jobs.scancel([states[j.key].job_id for j in blocked])
+            print(f"cancelled {len(blocked)} blocked job(s) (their poison job can never succeed); submitting "
+                  "them again with their poison")
         poison_subs = submit_arrays(poisons, {})
         ids = {key: states[key].job_id for key in earlier}  # afterok on a poison still queued from before
         ids.update({s.job.key: str(s.handle.job_id) for s in poison_subs})
@@ -246,11 +268,66 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
         submissions.extend(poison_subs + derived_subs)
         submissions.extend(submit_arrays(victims, ids))
         if wait:
-            for sub in submissions:
-                try:
-                    sub.handle.result()
-                except Exception as err:  # noqa: BLE001
-                    print(f"job {sub.job.name} failed: {record_failure(store, plan.scale, sub.job, err)}")
+            wait_slurm(plan, [s.job for s in submissions] + list(earlier.values()), store)
         return submissions
     run_local(poisons + derived + victims)
     return submissions
+
+
+@contextlib.contextmanager
+def refused_submissions(folder: Path, submitted: list[Submission]) -> Iterator[None]:
+    """Turn sbatch's refusal (submitit's FailedJobError, a 40-line traceback) into a one-line error, and
+    remove the job pickles and submission scripts submitit left for the refused job."""
+    logs = submitit.core.utils.JobPaths.get_first_id_independent_folder(folder)
+    before = set(logs.iterdir()) if logs.is_dir() else None
+    try:
+        yield
+    except submitit.core.utils.FailedJobError as err:
+        for path in (set(logs.iterdir()) if logs.is_dir() else set()) - (before or set()):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+        for empty in (logs, logs.parent):  # <store>/logs/<scale> and <store>/logs, when made just now
+            if before is None and empty.is_dir() and not any(empty.iterdir()):
+                empty.rmdir()
+        lines = [ln.strip() for ln in str(err).splitlines() if "error" in ln.lower()] or str(err).splitlines()
+        left = f"; {len(submitted)} job(s) submitted before it stay queued (bench status, bench cancel)" \
+            if submitted else "; nothing was submitted"
+        raise SystemExit(f"bench run: Slurm refused the job: {lines[-1] if lines else err}{left}") from None
+
+
+def wait_slurm(plan: Plan, jobs: list[Job], store) -> None:
+    """Wait until each Slurm job has reached a final state, reading states from squeue (not sacct, which
+    needs an accounting database); a job whose poison job can never succeed is cancelled (the next
+    `bench run` submits it again with its poison), a failed job's reason is kept for `bench status`."""
+    from . import slurm_jobs
+    from .status import ACTIVE, job_status
+
+    watching = {j.key: j for j in jobs}
+    ended_badly: set[str] = set()
+    started = time.monotonic()
+    while watching:
+        ids = {key: (read_ledger(store, plan.scale, key) or {}).get("job_id", "-") for key in watching}
+        try:
+            seen = slurm_jobs.query(list(ids.values()))
+        except slurm_jobs.SlurmUnavailable:
+            seen = {}
+        for key, job in list(watching.items()):
+            info = seen.get(ids[key])
+            if info is not None and (info.state in slurm_jobs.RUNNING or (
+                    not info.final and not info.never_runs and job.depends_on not in ended_badly)):
+                continue  # running, or queued and able to run
+            status = job_status(job, plan, store)
+            if status.state in ACTIVE:
+                continue
+            del watching[key]
+            if status.state == "blocked":
+                slurm_jobs.scancel([status.job_id])
+                ended_badly.add(key)
+                line = record_failure(store, plan.scale, job, RuntimeError(
+                    f"cancelled by bench run: blocked by {status.blocked_by} (its poison job can never succeed)"))
+                print(f"job {job.name} {line}; the next `bench run` submits it again with its poison")
+            elif status.state == "failed":
+                ended_badly.add(key)
+                print(f"job {job.name} failed: {record_failure(store, plan.scale, job, RuntimeError(status.error))}")
+        if watching:
+            time.sleep(min(SLURM_POLL_MAX_S, max(POLL_S, (time.monotonic() - started) / 20)))

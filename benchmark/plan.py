@@ -23,6 +23,12 @@ from .victim_job import victim_settings
 CONTROL_GPU_HOURS = 0.3  # probing an untrained network (the attacks' and algorithms' costs are on their classes)
 ARCH_FACTOR = {"resnet18": 1.0, "resnet50": 2.5, "vgg19": 1.5, "densenet121": 3.0, "mobilenetv2": 1.0}
 DATASET_FACTOR = {"cifar10": 1.0, "cifar100": 1.0, "stl10": 1.0, "imagenet100": 8.0, "synthetic": 0.0}
+# A job's size at each scale, from its paper-scale cost (rough, for cluster requests): minutes of work per
+# paper GPU hour (smoke: seconds per job on generated data; mini: CPU minutes on 2 cores, e.g. CP-S ~30, a
+# contrastive victim ~13) and the memory a job needs (decoded data set, model, augmentation buffers).
+MINUTES_PER_GPU_HOUR = {"smoke": 0.05, "mini": 3.0, "paper": 60.0}
+MEMORY_GB = {"smoke": 2, "mini": 4, "paper": 32}
+LARGE_DATA_MEMORY_GB = {"paper": 64}  # ImageNet-100 at the paper scale
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,22 @@ class Job:
         algorithm = self.victim.algorithm
         hours = CONTROL_GPU_HOURS if algorithm == CONTROL else ALGORITHMS.get(algorithm).gpu_hours
         return hours * ARCH_FACTOR.get(self.victim.arch, 1.0) * DATASET_FACTOR.get(self.victim.dataset, 1.0)
+
+    @property
+    def scale(self) -> str:
+        return (self.attack if self.kind == "poison" else self.victim).scale
+
+    @property
+    def expected_minutes(self) -> float:
+        """Rough wall-clock minutes of work at the job's own scale (paper: on one A100-class GPU)."""
+        return self.gpu_hours * MINUTES_PER_GPU_HOUR.get(self.scale, 60.0)
+
+    @property
+    def memory_gb(self) -> int:
+        dataset = (self.attack if self.kind == "poison" else self.victim).dataset
+        if dataset == "imagenet100" and self.scale in LARGE_DATA_MEMORY_GB:
+            return LARGE_DATA_MEMORY_GB[self.scale]
+        return MEMORY_GB.get(self.scale, 32)
 
 
 @dataclass

@@ -1,35 +1,40 @@
 """Watching a grid: the state of every job from its verified output, its ledger entry and its executor.
 
 A job is `done` when its output exists and verifies; else, if it was submitted (a ledger entry under
-<store>/runs/<scale>/), `running` or `queued` while its executor still has it, `failed` once it is gone
+<store>/runs/<scale>/), `running` or `queued` while its executor still has it, `blocked` while it waits
+on Slurm for a poison job that can never end well (failed, cancelled, timed out), `failed` once it is gone
 without output (the last line of its error log says why); else `pending` (never submitted, or finished
-but its output is gone or out of date).
+but its output is gone or out of date). `unknown`: Slurm did not answer.
 """
 from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import slurm_jobs
 from .dispatch import read_ledger
 from .plan import Job, Plan
 
-ACTIVE = ("running", "queued")
+ACTIVE = ("running", "queued", "unknown")  # not submitted again: waited for, or depended on
 OUTDATED = ("finished earlier, but its output is gone or out of date (other settings, data, poison or probe "
             "protocol): `bench run` runs it again")
 
 
 @dataclass
 class JobStatus:
-    state: str  # done, running, queued, failed, pending
+    state: str  # done, running, queued, blocked, failed, pending, unknown
     job_id: str = "-"
     log: str = "-"
     error: str = ""
+    blocked_by: str = ""  # blocked: "<poison job id> <its final state>"
+
+    @property
+    def shown(self) -> str:
+        return f"blocked: {self.blocked_by}" if self.state == "blocked" else self.state
 
 
 def last_line(path: str | None) -> str:
@@ -40,15 +45,6 @@ def last_line(path: str | None) -> str:
         return ""
     meaningful = [ln.strip() for ln in lines if ln.strip() and "it/s]" not in ln and "epoch/s]" not in ln]
     return meaningful[-1][:200] if meaningful else ""
-
-
-def slurm_state(job_id: str) -> str | None:
-    """RUNNING / PENDING / ... from squeue, or None when Slurm no longer lists the job (or is absent)."""
-    if not shutil.which("squeue"):
-        return None
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)  # 12_3: a task
-    states = out.stdout.split()
-    return states[0] if out.returncode == 0 and states else None
 
 
 def pid_alive(job_id: str) -> bool:
@@ -99,16 +95,43 @@ def job_status(job: Job, plan: Plan, store) -> JobStatus:
     if result is not None:  # it finished, but what it made no longer counts
         return JobStatus("pending", job_id, log, OUTDATED)
     if entry["cluster"] == "slurm":
-        state = slurm_state(job_id)
-        if state in ("RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "STOPPED", "SUSPENDED"):
+        try:
+            info = slurm_jobs.query([job_id]).get(job_id)
+        except slurm_jobs.SlurmUnavailable as err:
+            return JobStatus("unknown", job_id, log, str(err))
+        if info is not None and info.state in slurm_jobs.RUNNING:
             return JobStatus("running", job_id, log)
-        if state is not None:  # PENDING (waiting for resources or for the job it depends on)
-            return JobStatus("queued", job_id, log)
+        if info is not None and not info.final:  # PENDING: waiting for resources or for its poison
+            return blocked_status(job, plan, store, job_id, log, info) or JobStatus("queued", job_id, log)
+        if info is not None:  # ended without a result: cancelled, timed out past its requeues, killed
+            last = last_line(entry.get("stderr"))
+            return JobStatus("failed", job_id, log, f"{info.state}: {last}" if last else f"no result: {info.state}")
     elif entry["cluster"] == "local" and pid_alive(job_id):
         return JobStatus("running", job_id, log)
     # gone without a result: killed or timed out
     error = last_line(entry.get("stderr")) or "no result: the job was killed"
     return JobStatus("failed", job_id, log, error)
+
+
+def blocked_status(job: Job, plan: Plan, store, job_id: str, log: str,
+                   info: slurm_jobs.SlurmJob) -> JobStatus | None:
+    """A pending Slurm job whose dependency can never be satisfied: Slurm says so (squeue's reason), or the
+    poison job it depends on has failed or is blocked itself. None when it may still run."""
+    poison = next((j for j in plan.jobs if j.key == job.depends_on), None) if job.depends_on else None
+    poison_status = job_status(poison, plan, store) if poison is not None else None
+    if poison_status is not None and poison_status.state in ("failed", "blocked"):
+        try:
+            poison_info = slurm_jobs.query([poison_status.job_id]).get(poison_status.job_id)
+        except slurm_jobs.SlurmUnavailable:
+            poison_info = None
+        ended = poison_info.state if poison_info is not None and poison_info.final else poison_status.state.upper()
+        blocker = f"{poison_status.job_id} {ended}"
+    elif info.never_runs:  # it depends on an earlier job of that poison, which failed
+        blocker = slurm_jobs.NEVER
+    else:
+        return None
+    return JobStatus("blocked", job_id, log, f"the poison job it waits for can never succeed ({blocker}): "
+                     "`bench run` cancels this job and submits both again", blocked_by=blocker)
 
 
 def plan_status(plan: Plan, store) -> dict[str, JobStatus]:
@@ -136,15 +159,15 @@ def stop_local_job(pid: int, grace_s: float = 3.0) -> None:
 
 
 def cancel(plan: Plan, store) -> list[tuple[Job, JobStatus]]:
-    """Cancel every running or queued job of the plan (scancel on Slurm, `stop_local_job` locally)."""
+    """Cancel every running, queued or blocked job of the plan (scancel on Slurm, `stop_local_job` locally)."""
     cancelled = []
     for job in plan.jobs:
         status = job_status(job, plan, store)
-        if status.state not in ACTIVE:
+        if status.state not in ACTIVE + ("blocked",):
             continue
         entry = read_ledger(store, plan.scale, job.key) or {}
         if entry.get("cluster") == "slurm":
-            subprocess.run(["scancel", status.job_id], check=False)
+            slurm_jobs.scancel([status.job_id])
         elif entry.get("cluster") == "local":
             try:
                 stop_local_job(int(status.job_id))

@@ -170,10 +170,40 @@ def test_status_shows_a_failed_job_and_the_next_run_resubmits_only_it(tmp_path: 
     assert "submitted 1 jobs" in capsys.readouterr().out  # the failed one only
 
 
+KILL_RUN = ["run", "--grid", "motivation", "--scale", "smoke", "--rows", "none", "ap-t", "--columns", "simclr",
+            "--cluster", "local", "--parallel", "2"]  # a poison and two victims
+
+
+def _record_set(results: Path) -> dict[str, tuple]:
+    """What a finished run leaves, by record file: the key, the victim and poison specs, the settings, the
+    probes (not the numbers: a job resumed from a checkpoint need not repeat them to the last bit)."""
+    out = {}
+    for path in (results / "records" / "smoke").iterdir():
+        record = json.loads(path.read_text())
+        out[path.name] = (record["key"], record["attack"], (record.get("poison") or {}).get("key"),
+                          json.dumps(record["settings"], sort_keys=True),
+                          sorted(record["metrics"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[dict[str, tuple], float]:
+    """The records of the grid run without interruption, and how long that took."""
+    import time
+
+    base = tmp_path_factory.mktemp("uninterrupted")
+    started = time.monotonic()
+    assert main([*KILL_RUN, "--store", str(base / "store"), "--results", str(base / "res")]) == 0
+    return _record_set(base / "res"), time.monotonic() - started
+
+
 @pytest.mark.slow
-def test_killing_bench_run_and_its_jobs_then_running_again_completes_the_grid(tmp_path: Path):
-    """Kill `bench run --cluster local` and every job at a random point; the next run completes the grid with
-    exactly one valid record per victim and no stray files in the records folder."""
+@pytest.mark.parametrize("attempt", range(3))
+def test_killing_bench_run_and_its_jobs_at_a_random_point_then_running_again_gives_the_same_records(
+        tmp_path: Path, uninterrupted, attempt: int):
+    """Kill `bench run --cluster local` and every job at a random point (a different one each attempt); the next
+    run completes the grid with the same set of records as a run never interrupted: one valid record per
+    victim, no stray file in the records folder."""
     import os
     import random
     import signal
@@ -181,12 +211,13 @@ def test_killing_bench_run_and_its_jobs_then_running_again_completes_the_grid(tm
     import sys
     import time
 
-    args = ["run", "--grid", "motivation", "--scale", "smoke", "--rows", "none", "untrained",
-            "--store", str(tmp_path / "store"), "--results", str(tmp_path / "res")]
+    expected, duration = uninterrupted
+    where = ["--store", str(tmp_path / "store"), "--results", str(tmp_path / "res")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli", *args, "--cluster", "local"], env=env,
+    kill_at = random.Random().uniform(1.0, duration + 4.0)  # + the start of this subprocess
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli", *KILL_RUN, *where], env=env,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(random.Random().uniform(4.0, 20.0))
+    time.sleep(kill_at)
     os.killpg(proc.pid, signal.SIGKILL)  # bench run and the local jobs it started (same session)
     proc.wait()
     for ledger in (tmp_path / "store" / "runs" / "smoke").glob("*.json"):  # any job that escaped the group
@@ -194,14 +225,12 @@ def test_killing_bench_run_and_its_jobs_then_running_again_completes_the_grid(tm
             os.kill(int(json.loads(ledger.read_text())["job_id"]), signal.SIGKILL)
         except (ProcessLookupError, ValueError):
             pass
-    assert main([*args, "--cluster", "local"]) == 0
-    records = tmp_path / "res" / "records" / "smoke"
+    assert main([*KILL_RUN, *where]) == 0, f"killed after {kill_at:.1f} s"
+    assert _record_set(tmp_path / "res") == expected, f"killed after {kill_at:.1f} s"
     plan = make_plan("motivation", "smoke", results=tmp_path / "res", store=tmp_path / "store",
-                     rows=["none", "untrained"])
-    assert sorted(p.name for p in records.iterdir()) == sorted(f"{j.key[:20]}.json" for j in plan.jobs)
-    for path in records.iterdir():
-        record = json.loads(path.read_text())
-        assert record["key"].startswith(path.stem) and "cifar10" in record["metrics"]
+                     rows=["none", "ap-t"], columns=["simclr"])
+    assert plan.done == {j.key for j in plan.jobs}
+    assert sorted(expected) == sorted(f"{j.key[:20]}.json" for j in plan.jobs if j.kind == "victim")
 
 
 class _FakeHandle:
