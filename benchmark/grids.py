@@ -7,9 +7,10 @@ row is the control (random weights, probed the same way; no paper value).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
 
+from attacks.external import external_spec, is_external
 from attacks.spec import AttackSpec
 from victims.registry import Registry
 
@@ -38,6 +39,8 @@ class Cell:
 def attack_spec(row: str, dataset: str, victim_algorithm: str, scale: str, arch: str = "resnet18") -> AttackSpec | None:
     """The poison of a row: `none` -> clean; `cp-s@moco` -> CP-S made with MoCo; a bare `cp-s` is made
     with the victim's own algorithm; supervised attacks use a supervised surrogate."""
+    if is_external(row):
+        return external_spec(row, dataset, scale)
     attack, _, algorithm = row.partition("@")
     if attack in ("none", CONTROL):
         return None
@@ -105,9 +108,24 @@ def all_cells(scale: str) -> list[Cell]:
     return [cell for name in GRIDS.names() if name != "all" for cell in GRIDS.get(name)(scale)]
 
 
-def grid_cells(name: str, scale: str) -> list[Cell]:
-    """The cells of grid `name` at `scale` (an unknown grid lists the valid names)."""
-    return GRIDS.get(name)(scale)
+def grid_cells(name: str, scale: str, extra_rows: Sequence[str] = ()) -> list[Cell]:
+    """The cells of grid `name` at `scale` (an unknown grid lists the valid names), with a row for each
+    imported poison in `extra_rows` (`ext:NAME`: not a paper row) added to every table of the grid."""
+    cells = GRIDS.get(name)(scale)
+    return cells + [cell for row in dict.fromkeys(extra_rows) for cell in external_cells(cells, row, scale)]
+
+
+def external_cells(cells: list[Cell], row: str, scale: str) -> list[Cell]:
+    """A row for the imported poison `row` (`ext:NAME`) in each table of `cells`: one cell per column, the
+    column's victim trained on that poison (made for the victim's training set)."""
+    if not is_external(row):
+        raise ValueError(f"{row!r} is not an imported poison's row (ext:NAME)")
+    first: dict[tuple[str, str], Cell] = {}
+    for c in cells:
+        if c.row != CONTROL:
+            first.setdefault((c.grid, c.column), c)
+    return [Cell(c.grid, row, c.column, replace(c.victim, poison=external_spec(row, c.victim.dataset, scale)),
+                 c.probe) for c in first.values()]
 
 
 def distinct_jobs(cells: list[Cell]) -> tuple[dict[str, AttackSpec], dict[str, VictimSpec]]:
