@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from attacks import ATTACKS
+from attacks.external import is_external
 from victims.algorithms import ALGORITHMS
 from victims.registry import UnknownNameError
 from victims.train import outcome_settings
@@ -52,6 +53,8 @@ class Job:
     @property
     def gpu_hours(self) -> float:
         if self.kind == "poison":
+            if is_external(self.attack.attack):
+                return 0.0  # imported, never made here
             hours = ATTACKS.get(self.attack.attack).gpu_hours if self.attack.attack in ATTACKS else 5.0
             return hours * DATASET_FACTOR.get(self.attack.dataset, 1.0)
         algorithm = self.victim.algorithm
@@ -134,8 +137,8 @@ def stored_poison_checksum(attack: AttackSpec, store) -> str | None:
 def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str] | None = None,
               columns: list[str] | None = None) -> Plan:
     """Distinct jobs of a grid (or of the given rows/columns of it), in dependency order; a cell whose
-    attack is not registered is skipped."""
-    cells = grid_cells(grid, scale)
+    attack is not registered is skipped. A wanted row `ext:NAME` (an imported poison) is added to the grid."""
+    cells = grid_cells(grid, scale, extra_rows=[r for r in rows or () if is_external(r)])
     for wanted, attr in ((rows, "row"), (columns, "column")):
         if wanted:
             valid = list(dict.fromkeys(getattr(c, attr) for c in cells))
@@ -149,7 +152,7 @@ def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str
     poisons: dict[str, AttackSpec] = {}
     for cell in plan.cells:
         poison = cell.victim.poison
-        if poison is not None and poison.attack not in ATTACKS:
+        if poison is not None and poison.attack not in ATTACKS and not is_external(poison.attack):
             plan.skipped.setdefault(poison.attack, []).append(cell)
             continue
         if poison is not None:
@@ -161,7 +164,7 @@ def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str
     # a poison that starts from another (CP-S from CP-C) depends on that poison's job, added when missing
     needs: dict[str, str] = {}
     for key, attack in list(poisons.items()):
-        for needed in ATTACKS.get(attack.attack)().requires(attack):
+        for needed in [] if is_external(attack.attack) else ATTACKS.get(attack.attack)().requires(attack):
             poisons.setdefault(needed.key, needed)
             needs[key] = needed.key
     checksums: dict[str, str | None] = {}
@@ -178,3 +181,8 @@ def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str
         if victim_done(victim, wanted, results, checksums.get(victim.poison.key) if victim.poison else None):
             plan.done.add(key)
     return plan
+
+
+def missing_imports(plan: Plan) -> list[AttackSpec]:
+    """The imported (`ext:`) poisons a plan needs that are not in the store: nothing can make them."""
+    return [j.attack for j in plan.pending if j.kind == "poison" and is_external(j.attack.attack)]
