@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm import tqdm
@@ -159,6 +159,13 @@ class ContrastivePoisoning(Attack):
     surrogate = "contrastive"
     extra_rows_in = ()
 
+    def __init__(self, inputs: dict[str, Poison] | None = None):
+        super().__init__(inputs)
+        # a caller measuring the poison's growth (benchmark/scripts/budget_curve.py) gets the poison as it
+        # would be released at these epochs: on_snapshot(epoch, poison, the history of every epoch so far)
+        self.snapshot_epochs: set[int] = set()
+        self.on_snapshot: Callable[[int, Poison, list[dict]], None] | None = None
+
     defaults = {**COMMON, **BUDGETS["paper"]["cp-c"]}
 
     def params(self, spec: AttackSpec) -> dict[str, Any]:
@@ -239,6 +246,8 @@ class ContrastivePoisoning(Attack):
                      "noise_seconds": noise_s, "noise_images_per_s": noise_step * batch * int(p["num_steps"]) / noise_s}
             history.append(entry)
             bar.set_postfix(model=f"{entry['model_loss']:.3f}", noise=f"{entry['noise_loss']:.3f}")
+            if self.on_snapshot is not None and epoch + 1 in self.snapshot_epochs:
+                self.on_snapshot(epoch + 1, self.released(store, p, spec, index), history)
             done = epoch + 1 == release
             if state_path and (done or time.monotonic() - last_save >= SAVE_EVERY_S):
                 save_checkpoint(state_path, {"key": spec.key, "epoch": epoch + 1, "trainer": trainer.state_dict(),
@@ -248,6 +257,10 @@ class ContrastivePoisoning(Attack):
         bar.close()
         self.history, self.working_bytes = history, store.nbytes
         self.report.update(epochs=release, history=history, working_delta_bytes=store.nbytes)
+        return self.released(store, p, spec, index)
+
+    def released(self, store: DeltaStore, p: dict[str, Any], spec: AttackSpec, index: torch.Tensor) -> Poison:
+        """The poison as released now: the working delta rounded to 8-bit pixels (`release_rounding`)."""
         released = store.release()
         if p["release_rounding"] == "floor":
             released = released.floor()
