@@ -83,6 +83,16 @@ def _recording(source: str) -> Iterator[list[tuple["Registry", str]]]:
         _loading.pop()
 
 
+def register_object(registry: "Registry", name: str, obj: Any, adopt: Callable[[str, Any], Any] | None) -> None:
+    """Register an object entry point's `obj` under `name`: the name must be free and `obj` not registered
+    already under another name (the entry point and the plugin's own registration must agree)."""
+    registry.check_free(name)
+    if registry.holds(obj):
+        raise ValueError(f"{obj!r} is already in the {registry.kind} registry under another name; give the "
+                         f"entry point the name it registers itself under")
+    registry.register(name)(adopt(name, obj) if adopt else obj)
+
+
 def load_entry_point(registry: "Registry", ep: metadata.EntryPoint,
                      adopt: Callable[[str, Any], Any] | None) -> tuple[list[tuple["Registry", str]], PluginFailure | None]:
     """Load one entry point into `registry`; return what it registered (in any registry) and its failure.
@@ -92,8 +102,8 @@ def load_entry_point(registry: "Registry", ep: metadata.EntryPoint,
     with _recording(source) as made:
         try:
             obj = ep.load()
-            if not isinstance(obj, ModuleType) and not registry.holds(obj):
-                registry.register(ep.name)(adopt(ep.name, obj) if adopt else obj)
+            if not isinstance(obj, ModuleType) and (registry, ep.name) not in made:
+                register_object(registry, ep.name, obj, adopt)
             return list(made), None
         except Exception as error:  # a broken plugin must not break the benchmark
             for owner, name in reversed(made):

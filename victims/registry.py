@@ -38,15 +38,19 @@ class Registry(Generic[T]):
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorate(obj: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is registered twice (first by {self._sources[name]}, "
-                                 f"now by {plugins.current_source()}); rename one of them")
+            self.check_free(name)
             self._items[name] = obj
             self._sources[name] = plugins.current_source()
             plugins.note_registration(self, name)
             return obj
 
         return decorate
+
+    def check_free(self, name: str) -> None:
+        """ValueError naming both sources when `name` is taken."""
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} is registered twice (first by {self._sources[name]}, "
+                             f"now by {plugins.current_source()}); rename one of them")
 
     def unregister(self, name: str) -> T:
         """Remove `name` (an uninstalled plugin, a test's throw-away entry) and return what it held."""
