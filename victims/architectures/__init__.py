@@ -35,7 +35,7 @@ del _name, _builder
 
 def _adopt_architecture(name: str, obj: object) -> Callable[..., nn.Module]:
     """A plugin's entry point object: a builder `f(*, stem, width) -> nn.Module` with a `feature_dim`."""
-    if not callable(obj) or isinstance(obj, type) and not issubclass(obj, nn.Module):
+    if not callable(obj) or (isinstance(obj, type) and not issubclass(obj, nn.Module)):
         raise TypeError(f"an architecture entry point must name a builder f(*, stem, width) -> nn.Module, "
                         f"not {obj!r}")
     return obj
