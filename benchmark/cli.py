@@ -139,6 +139,15 @@ def cmd_grids(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List the registered attacks, algorithms and architectures with their origin; 1 if a plugin failed."""
+    from .plugins import listing, render_listing
+
+    rows, failures = listing()
+    print(render_listing(rows, failures))
+    return 1 if failures else 0
+
+
 def cmd_cells(args: argparse.Namespace) -> int:
     """List a grid's cells with their state (done when the victim's record has the probed metric)."""
     from .grids import grid_cells
@@ -420,6 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grids", help="list the grids (one per paper table) with cell and job counts")
     p.add_argument("--scale", default="mini")
     p.set_defaults(func=cmd_grids)
+
+    p = sub.add_parser("plugins", help="list the registered attacks, algorithms and architectures, built-in or "
+                       "from which plugin (distribution and version), and plugins that failed to load")
+    p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("cells", help="list a grid's cells with their state and values")
     p.add_argument("--grid", required=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from victims.algorithms import ALGORITHMS
 from victims.recipes import MODELS
 from victims.train import TrainConfig
 from victims.probe import ProbeConfig
@@ -47,6 +48,11 @@ class Scale:
 
     def train_config(self, algorithm: str, dataset: str, arch: str) -> TrainConfig:
         """The victim's training settings for this algorithm, data set and architecture."""
+        ALGORITHMS.get(algorithm)  # an unknown name fails here; a plugin's recipe is added as it loads
+        if algorithm not in self.train:
+            error = UnknownNameError(f"{self.name}-scale recipe", algorithm, list(self.train))
+            error.args = (f"{error.args[0]} (an algorithm's recipe is added with victims.recipes.add_recipe)",)
+            raise error
         config = self.train[algorithm]
         epochs = self.arch_epochs.get(arch, self.dataset_epochs.get(dataset, config.epochs))
         if epochs == config.epochs:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..plugins import GROUPS
 from ..registry import Registry
 from .base import Algorithm, MomentumAlgorithm
 from .byol import BYOL
@@ -13,6 +14,18 @@ from .supervised import Supervised
 ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm")
 for _cls in (SimCLR, MoCo, BYOL, Supervised):
     ALGORITHMS.register(_cls.name)(_cls)
+
+
+def _adopt_algorithm(name: str, obj: object) -> type[Algorithm]:
+    """A plugin's entry point object: an `Algorithm` subclass, named by the entry point."""
+    if not (isinstance(obj, type) and issubclass(obj, Algorithm)):
+        raise TypeError(f"an algorithm entry point must name an Algorithm subclass or a module that registers "
+                        f"one in ALGORITHMS, not {obj!r}")
+    obj.name = name
+    return obj
+
+
+ALGORITHMS.plugins_from(GROUPS["algorithm"], _adopt_algorithm)  # the four above are built-in
 
 
 def contrastive_algorithms() -> list[str]:
