@@ -135,8 +135,10 @@ def figure(args: argparse.Namespace) -> None:
 
     folder = results_root(args.results) / "budget" / args.scale
     points = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    points = [p for p in points if p["damage"] is not None]
     if not points:
-        raise SystemExit(f"no budget points under {folder}: run `budget_curve.py run` first")
+        raise SystemExit(f"no budget points with a damage under {folder}: run `budget_curve.py run` first (the "
+                         "damage needs the scale's clean and untrained records of the victim)")
     curves: dict[str, list[dict]] = {}
     for p in points:
         a = p["attack"]
