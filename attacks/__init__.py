@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from victims.plugins import GROUPS
 from victims.registry import Registry, UnknownNameError
 
 from .base import Attack, AttackParamError, check_inputs, params
@@ -54,6 +55,18 @@ def generate_poison(spec: AttackSpec | dict, images: torch.Tensor, labels: torch
 
 from . import contrastive_poisoning, random_noise  # noqa: E402,F401  (register "cp-c", "cp-s", "random")
 from . import adversarial, unlearnable  # noqa: E402,F401  (register "ap-t", "ap-u", "ue-c", "ue-s")
+
+
+def _adopt_attack(name: str, obj: object) -> type[Attack]:
+    """A plugin's entry point object: an `Attack` subclass, named by the entry point."""
+    if not (isinstance(obj, type) and issubclass(obj, Attack)):
+        raise TypeError(f"an attack entry point must name an Attack subclass or a module that registers one "
+                        f"with @register_attack, not {obj!r}")
+    obj.name = name
+    return obj
+
+
+ATTACKS.plugins_from(GROUPS["attack"], _adopt_attack)  # everything registered above is built-in
 
 __all__ = ["ATTACKS", "Attack", "AttackParamError", "AttackSpec", "Poison", "PoisonError", "UnknownNameError",
            "generate_poison", "params", "register_attack"]

@@ -32,13 +32,10 @@ from .unlearnable import batches, build_surrogate, load_state, logits_fn, scaled
 
 SURROGATE_FILE = "surrogate.pt"  # victims.train.fit's checkpoint of the surrogate, under the workdir
 
-# Budgets per scale, merged under spec.params; step_size is a fraction of eps. paper: REFERENCE.md section 3
+# Budgets per scale, merged under spec.params; step_size is a fraction of eps. paper: the official settings
 # (surrogate: 40 epochs of the supervised recipe; 250 steps of eps * 0.05 from 8 restarts). mini: 10,000
-# CIFAR-10 images on a 2-core CPU, at most ~25 minutes per poison with the surrogate: measured with 1 thread
-# beside another job, ~560 img/s training (18 s an epoch) and ~940 img/s per attack step through crop + flip
-# (11 s a step), so 15 epochs + 40 steps take ~12 minutes (~20 with the machine busier); steps of eps/10 (still
-# below 1/255, the 8-bit grid) since there are 6 times fewer of them. smoke: seconds on synthetic data, hence
-# large steps.
+# CIFAR-10 images within ~25 CPU minutes per poison (docs/performance.md); fewer steps, so each is eps/10
+# (still below 1/255, the 8-bit grid). smoke: seconds on synthetic data, hence large steps.
 _AP = {"eps": 8 / 255, "step_size": 0.05}
 _BUDGET: dict[str, dict[str, Any]] = {
     "paper": {**_AP, "pgd_steps": 250, "restarts": 8, "batch_size": 512, "surrogate_epochs": 40},
@@ -64,6 +61,9 @@ def success(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch
 
 class _AdversarialPoisoning(Attack):
     per = "sample"
+    surrogate = "supervised"
+    gpu_hours = 10.0
+    extra_rows_in = ()
     targeted = True
     defaults = _BUDGET["paper"]
 

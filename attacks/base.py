@@ -62,6 +62,12 @@ class Attack(ABC):
 
     name: ClassVar[str] = ""
     per: ClassVar[str] = "sample"
+    # the attacker's model: "contrastive" (made with a contrastive algorithm: the victim's own, or the one a
+    # grid row names as `attack@algorithm`), "supervised" (a supervised surrogate) or None (no model)
+    surrogate: ClassVar[str | None] = None
+    gpu_hours: ClassVar[float] = 5.0  # rough cost of one poison at the paper scale on CIFAR-10 (A100 hours)
+    # grids that get a row for this attack beyond the paper's own rows (a new attack: the main table)
+    extra_rows_in: ClassVar[tuple[str, ...]] = ("effectiveness",)
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, inputs: dict[str, Poison] | None = None):
@@ -70,6 +76,16 @@ class Attack(ABC):
 
     def params(self, spec: AttackSpec) -> dict[str, Any]:
         return params(spec, self.defaults)
+
+    @classmethod
+    def spec_for(cls, dataset: str, algorithm: str, arch: str, scale: str) -> AttackSpec:
+        """The spec of this attack's poison of `dataset` made with `algorithm` (contrastive surrogates) on
+        `arch`, as the grids name it."""
+        if cls.surrogate == "contrastive":
+            return AttackSpec(cls.name, dataset, algorithm, arch, scale=scale)
+        if cls.surrogate == "supervised":
+            return AttackSpec(cls.name, dataset, "supervised", arch, scale=scale)
+        return AttackSpec(cls.name, dataset, scale=scale)
 
     def surrogate_settings(self, spec: AttackSpec) -> dict[str, Any]:
         """The settings of the model the attack trains (network heads, loss, optimiser), kept in the poison's

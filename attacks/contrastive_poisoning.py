@@ -15,12 +15,12 @@ import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm import tqdm
 
-from victims.algorithms import Algorithm
+from victims.algorithms import Algorithm, contrastive_algorithms
 from victims.augment import contrastive_augment, to_float
 from victims.train import TrainConfig, Trainer, load_checkpoint, mix_seed, save_checkpoint
 
@@ -30,8 +30,6 @@ from .delta_store import DeltaStore
 from .poison import Poison, eps_to_pixels
 from victims.recipes import build_model, model_settings
 from .spec import AttackSpec
-
-CONTRASTIVE = ("simclr", "moco", "byol")
 
 # Budgets per scale. model_step / noise_step = 0 means one whole pass over the data set (and never more).
 # paper: REFERENCE.md section 2. mini: 10,000 CIFAR-10 images on 2 CPU cores (docs/evidence.md has the
@@ -158,6 +156,16 @@ def cpc_spec_for(spec: AttackSpec) -> AttackSpec:
 class ContrastivePoisoning(Attack):
     """The CP loop shared by `cp-c` and `cp-s` (see the module docstring)."""
 
+    surrogate = "contrastive"
+    extra_rows_in = ()
+
+    def __init__(self, inputs: dict[str, Poison] | None = None):
+        super().__init__(inputs)
+        # a caller measuring the poison's growth (benchmark/scripts/budget_curve.py) gets the poison as it
+        # would be released at these epochs: on_snapshot(epoch, poison, the history of every epoch so far)
+        self.snapshot_epochs: set[int] = set()
+        self.on_snapshot: Callable[[int, Poison, list[dict]], None] | None = None
+
     defaults = {**COMMON, **BUDGETS["paper"]["cp-c"]}
 
     def params(self, spec: AttackSpec) -> dict[str, Any]:
@@ -167,9 +175,9 @@ class ContrastivePoisoning(Attack):
                  device: torch.device | str = "cpu", workdir: str | os.PathLike | None = None,
                  progress: bool = True) -> Poison:
         check_inputs(images, labels, index)
-        if spec.algorithm not in CONTRASTIVE:
-            raise AttackParamError(f"{spec.attack}: the attacker's algorithm must be one of {list(CONTRASTIVE)}, "
-                                   f"not {spec.algorithm!r}")
+        if spec.algorithm not in contrastive_algorithms():
+            raise AttackParamError(f"{spec.attack}: the attacker's algorithm must be one of "
+                                   f"{contrastive_algorithms()}, not {spec.algorithm!r}")
         p = self.params(spec)
         device = torch.device(device)
         num_classes = int(labels.max()) + 1
@@ -238,6 +246,8 @@ class ContrastivePoisoning(Attack):
                      "noise_seconds": noise_s, "noise_images_per_s": noise_step * batch * int(p["num_steps"]) / noise_s}
             history.append(entry)
             bar.set_postfix(model=f"{entry['model_loss']:.3f}", noise=f"{entry['noise_loss']:.3f}")
+            if self.on_snapshot is not None and epoch + 1 in self.snapshot_epochs:
+                self.on_snapshot(epoch + 1, self.released(store, p, spec, index), history)
             done = epoch + 1 == release
             if state_path and (done or time.monotonic() - last_save >= SAVE_EVERY_S):
                 save_checkpoint(state_path, {"key": spec.key, "epoch": epoch + 1, "trainer": trainer.state_dict(),
@@ -247,6 +257,10 @@ class ContrastivePoisoning(Attack):
         bar.close()
         self.history, self.working_bytes = history, store.nbytes
         self.report.update(epochs=release, history=history, working_delta_bytes=store.nbytes)
+        return self.released(store, p, spec, index)
+
+    def released(self, store: DeltaStore, p: dict[str, Any], spec: AttackSpec, index: torch.Tensor) -> Poison:
+        """The poison as released now: the working delta rounded to 8-bit pixels (`release_rounding`)."""
         released = store.release()
         if p["release_rounding"] == "floor":
             released = released.floor()
@@ -283,11 +297,13 @@ class ContrastivePoisoning(Attack):
 @register_attack("cp-c")
 class ClassWiseCP(ContrastivePoisoning):
     per = "class"
+    gpu_hours = 6.0
 
 
 @register_attack("cp-s")
 class SampleWiseCP(ContrastivePoisoning):
     per = "sample"
+    gpu_hours = 10.0
     defaults = {**COMMON, **BUDGETS["paper"]["cp-s"], "init": "cp-c"}
 
     def requires(self, spec: AttackSpec) -> list[AttackSpec]:

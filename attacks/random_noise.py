@@ -18,6 +18,8 @@ class RandomNoise(Attack):
     """delta ~ U[-eps, eps] per sample (eps 8/255 by default), from a generator seeded with spec.seed."""
 
     per = "sample"
+    gpu_hours = 0.01
+    extra_rows_in = ()
     defaults = {"eps": 8 / 255}
 
     def generate(self, spec: AttackSpec, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, *,

@@ -198,6 +198,9 @@ class _MinMin:
 class _UnlearnableBase(Attack):
     """Shared driver: rounds of (train, perturb, evaluate) with a checkpoint after every round."""
 
+    surrogate = "supervised"
+    extra_rows_in = ()
+
     def params(self, spec: AttackSpec) -> dict[str, Any]:
         return scaled_params(spec, BUDGETS)
 
@@ -265,6 +268,7 @@ class UnlearnableSamplewise(_UnlearnableBase):
     """Sample-wise error-minimising noise: zero start, `pgd_steps` steps per sample per round."""
 
     per = "sample"
+    gpu_hours = 2.0
     defaults = BUDGETS["paper"]["ue-s"]
 
     def initial_delta(self, spec: AttackSpec, p: dict, shape: tuple[int, ...]) -> torch.Tensor:
@@ -293,6 +297,7 @@ class UnlearnableClasswise(_UnlearnableBase):
     each class's delta moved by the mean of its samples' signed steps."""
 
     per = "class"
+    gpu_hours = 1.0
     defaults = BUDGETS["paper"]["ue-c"]
 
     def craft_data(self, spec: AttackSpec, p: dict, images: torch.Tensor, labels: torch.Tensor):

@@ -10,12 +10,13 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from victims.algorithms import contrastive_algorithms
+
 from .grids import attack_spec
 from .leaderboard import damage
 from .specs import CONTROL, VictimSpec
 from .tables import RecordCache, build_table, cell_metric
 
-CONTRASTIVE = ("simclr", "moco", "byol")
 TAU_TABLES = ("effectiveness", "transfer_algorithms", "architectures")
 ALL_TABLES = ("effectiveness", "downstream", "architectures", "transfer_supervised", "transfer_algorithms",
               "motivation")
@@ -75,7 +76,7 @@ def check_claims(results: Path, scale: str) -> list[Claim]:
     claims.append(claim)
 
     per_algorithm, holds = {}, []
-    for algorithm in CONTRASTIVE:
+    for algorithm in contrastive_algorithms():
         d = {row: _round(n.damage(algorithm, row)) for row in ("cp-s", "cp-c")}
         best = max((v for v in d.values() if v is not None), default=None)
         per_algorithm[algorithm] = {**d, "stronger": best}
@@ -84,7 +85,7 @@ def check_claims(results: Path, scale: str) -> list[Claim]:
                         "CP-S and CP-C poisons has damage >= 0.4", _status(holds), per_algorithm))
 
     changes = {}
-    for algorithm in CONTRASTIVE:
+    for algorithm in contrastive_algorithms():
         clean, noisy = n.accuracy(algorithm), n.accuracy(algorithm, "random")
         changes[algorithm] = _round(None if clean is None or noisy is None else noisy - clean, 2)
     measured = [abs(v) <= 3 for v in changes.values() if v is not None]
@@ -92,7 +93,7 @@ def check_claims(results: Path, scale: str) -> list[Claim]:
                         "points (victims measured so far)", _status(measured or [None]), changes))
 
     drops = {}
-    for algorithm in CONTRASTIVE:
+    for algorithm in contrastive_algorithms():
         clean, attacked = n.accuracy("supervised"), n.accuracy("supervised", f"cp-c@{algorithm}")
         drops[f"cp-c@{algorithm}"] = _round(None if clean is None or attacked is None else clean - attacked, 2)
     best = max((v for v in drops.values() if v is not None), default=None)

@@ -139,6 +139,15 @@ def cmd_grids(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List the registered attacks, algorithms and architectures with their origin; 1 if a plugin failed."""
+    from .plugins import listing, render_listing
+
+    rows, failures = listing()
+    print(render_listing(rows, failures))
+    return 1 if failures else 0
+
+
 def cmd_cells(args: argparse.Namespace) -> int:
     """List a grid's cells with their state (done when the victim's record has the probed metric)."""
     from .grids import grid_cells
@@ -234,6 +243,33 @@ def cmd_claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_eps(text: str) -> float:
+    """`8/255` or `0.0314`, as a float in [0, 1] units."""
+    try:
+        num, _, den = text.partition("/")
+        return float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"eps {text!r} is not a number or a fraction such as 8/255") from None
+
+
+def cmd_import_poison(args: argparse.Namespace) -> int:
+    """Verify a poison made elsewhere and store it as the attack `ext:NAME` (see docs/import.md)."""
+    from .import_poison import import_poison
+
+    imported = import_poison(args.name, args.path, dataset=args.dataset, scale=args.scale, eps=args.eps,
+                             split=args.split, units=args.units, content=args.content, per=args.per, key=args.key,
+                             replace=args.replace, data_root=args.data_root, store=args.store)
+    p, a = imported.poison, imported.assumed
+    print(f"read {args.path} as {a['content']} in {a['units']} units, laid out {a['layout']}, one per {a['per']}"
+          " (override with --content, --units, --per)")
+    for note in imported.notes:
+        print(f"  {note}")
+    print(f"imported {p.spec['attack']}: {tuple(p.delta.shape)} int8 poison for {args.dataset} at the {args.scale} "
+          f"scale, eps {p.eps_pixels}/255, checksum {p.checksum[:16]}; use it as `--attack {p.spec['attack']}` or "
+          f"`bench run --grid effectiveness --rows {p.spec['attack']}`")
+    return 0
+
+
 def check_results_writable(results) -> None:
     """Fail before submitting anything when the results folder cannot be written."""
     import tempfile
@@ -252,14 +288,18 @@ def check_results_writable(results) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Plan a grid's jobs, skip the done ones, submit the rest (or print the plan with --dry-run)."""
+    from attacks.external import is_external
+
     from .dispatch import DispatchOptions, dispatch
     from .grids import distinct_jobs, grid_cells
-    from .plan import Job, make_plan
+    from .plan import Job, make_plan, missing_imports
+    from .poison_job import missing_import
 
     plan = make_plan(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
                      columns=args.columns)
     selected = {(c.grid, c.row, c.column) for c in plan.cells}
-    paper_poisons, paper_victims = distinct_jobs([c for c in grid_cells(args.grid, "paper")
+    external = [r for r in args.rows or () if is_external(r)]
+    paper_poisons, paper_victims = distinct_jobs([c for c in grid_cells(args.grid, "paper", external)
                                                   if (c.grid, c.row, c.column) in selected])
     paper_hours = sum(Job("poison", k, attack=a).gpu_hours for k, a in paper_poisons.items()) + \
         sum(Job("victim", k, victim=v).gpu_hours for k, v in paper_victims.items())
@@ -267,6 +307,9 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"({len(plan.done)} done, {len(plan.pending)} to run)")
     for attack, cells in plan.skipped.items():
         print(f"  skipped: {len(cells)} cells of attack {attack!r}, which is not registered yet")
+    missing = missing_imports(plan)
+    for spec in missing:
+        print(f"  not imported: {spec.attack} for {spec.dataset} (run `bench import-poison` first)")
     slurm_params = None
     if args.cluster == "slurm":
         from .slurm import slurm_parameters
@@ -277,6 +320,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"estimate at the paper scale: {paper_hours:,.0f} GPU hours for these cells' {len(paper_poisons)} "
               f"poisons and {len(paper_victims)} victims (rough, one A100-class GPU; table in benchmark/plan.py)")
         return 0
+    if missing:
+        raise SystemExit("bench run: nothing submitted: " + "; ".join(missing_import(m, args.store) for m in missing))
     check_results_writable(args.results)
     options = DispatchOptions(args.cluster, parallel=args.parallel, gpus_per_job=args.gpus_per_job)
     if args.cluster == "slurm":
@@ -331,6 +376,8 @@ def print_left(plan: Plan, store) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from attacks import ATTACKS
+
     parser = argparse.ArgumentParser(prog="bench", description="cp-bench: indiscriminate poisoning attacks on "
                                      "contrastive learning (He, Zha & Katabi, ICLR 2023), as a benchmark.")
     common = argparse.ArgumentParser(add_help=False)
@@ -354,8 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="smoke")
     p.add_argument("--seed", type=int, default=1112)
     p.add_argument("--attack", default="none",
-                   help="train on data poisoned by this attack: random, cp-s, cp-c, ue-s, ue-c, ap-t, ap-u; "
-                        "cp-s@moco = CP-S made with MoCo (default: made with the victim's algorithm)")
+                   help=f"train on data poisoned by this attack: {', '.join(ATTACKS)}; cp-s@moco = CP-S made "
+                        "with MoCo (default: made with the victim's algorithm); ext:NAME = a poison imported "
+                        "with `bench import-poison`")
     p.add_argument("--eval", nargs="*", metavar="DATASET", help="data sets to probe (default: the training set)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
@@ -381,6 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grids", help="list the grids (one per paper table) with cell and job counts")
     p.add_argument("--scale", default="mini")
     p.set_defaults(func=cmd_grids)
+
+    p = sub.add_parser("plugins", help="list the registered attacks, algorithms and architectures, built-in or "
+                       "from which plugin (distribution and version), and plugins that failed to load")
+    p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("cells", help="list a grid's cells with their state and values")
     p.add_argument("--grid", required=True)
@@ -412,6 +464,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_commands(sub)
     add_figures_command(sub)
 
+    from .import_poison import CONTENTS, PERS, UNITS
+
+    p = sub.add_parser("import-poison", help="verify a poison made by other code and store it as the attack "
+                       "ext:NAME (formats: docs/import.md)")
+    p.add_argument("name", help="the name: the poison becomes the attack ext:NAME")
+    p.add_argument("path", help=".npy, .npz, .safetensors, .pt/.pth (tensors only) or a folder <class>/<image>")
+    p.add_argument("--dataset", required=True, help="the data set it poisons (its training split at --scale)")
+    p.add_argument("--scale", default="mini", help="smoke, mini or paper: the split it must cover (default: mini)")
+    p.add_argument("--eps", type=parse_eps, default=8 / 255, help="the L-inf bound it was made with (default 8/255)")
+    p.add_argument("--split", default="train", choices=["train"], help="the split it covers (victims train on train)")
+    p.add_argument("--units", default="auto", choices=UNITS, help="value range of the array (default: detected)")
+    p.add_argument("--content", default="auto", choices=CONTENTS,
+                   help="perturbations (delta) or the poisoned images themselves (default: detected)")
+    p.add_argument("--per", default="auto", choices=PERS, help="one perturbation per sample or per class")
+    p.add_argument("--key", help="the array's name in an .npz, .safetensors or torch file with several")
+    p.add_argument("--replace", action="store_true", help="replace an imported poison of the same name")
+    p.set_defaults(func=cmd_import_poison)
+
     p = sub.add_parser("run", help="run a grid: plan its jobs, skip done ones, submit the rest")
     p.add_argument("--grid", required=True, help="effectiveness, downstream, architectures, transfer_supervised, "
                    "transfer_algorithms, motivation or all")
@@ -438,10 +508,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from attacks import PoisonError
+    from attacks.external import ExternalNameError
+
+    from .import_poison import ImportPoisonError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UnknownNameError, DatasetNotFoundError) as err:
+    except (UnknownNameError, DatasetNotFoundError, ExternalNameError, ImportPoisonError, PoisonError) as err:
         print(f"bench {args.command}: {err}", file=sys.stderr)
         return 2
 

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from attacks import Poison, PoisonError
+from attacks import ATTACKS, Poison, PoisonError
+from victims.algorithms import ALGORITHMS
 from victims.recipes import build_model
 
 from .data import DatasetNotFoundError, ImageData
@@ -39,11 +40,17 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 TABLE_GRIDS = tuple(n for n in GRIDS.names() if n != "all")
-POISON_ROWS = ("cp-s", "cp-c", "ue-s", "ue-c", "random", "ap-t")
+def poison_rows() -> tuple[str, ...]:
+    """Every registered attack (the figures of a poison's perturbations show those stored)."""
+    return tuple(ATTACKS)
 FIGURES = tuple(f"bars_{g}" for g in TABLE_GRIDS) + ("spectrum", "separability", "alignment_uniformity", "tsne")
 FORMATS = ("png", "pdf")
 DATASET = "cifar10"  # the data set of the qualitative figures, as in the paper
-LINESTYLES = {"simclr": "-", "moco": "--", "byol": ":", "supervised": "-."}
+def linestyle(algorithm: str) -> str:
+    """One line style per registered algorithm, in registration order."""
+    styles = ("-", "--", ":", "-.")
+    names = ALGORITHMS.names()
+    return styles[names.index(algorithm) % len(styles)] if algorithm in names else "-"
 
 
 class FigureSkipped(Exception):
@@ -121,12 +128,12 @@ def bars_figure(table: Table) -> tuple[Figure, dict]:
 
 # ---------------------------------------------------------------------------------------------- poisons
 
-def find_poisons(scale: str, store=None, rows: tuple[str, ...] = POISON_ROWS, algorithm: str = "simclr",
+def find_poisons(scale: str, store=None, rows: tuple[str, ...] | None = None, algorithm: str = "simclr",
                  dataset: str = DATASET) -> tuple[dict[str, Poison], list[str]]:
     """The stored poisons of `rows` as the grids specify them (CP made with `algorithm`), and a note for
     each one missing or unreadable."""
     found, notes = {}, []
-    for row in rows:
+    for row in rows or poison_rows():
         spec = attack_spec(row, dataset, algorithm, scale)
         try:
             poison = load_poison(spec, store)
@@ -277,7 +284,7 @@ def alignment_uniformity_figure(histories: dict[str, list[dict]],
         epochs = [h["epoch"] for h in history]
         for ax, key in zip(axes, ("alignment", "uniformity")):
             ax.plot(epochs, [h[key] for h in history], color=colours[attack],
-                    linestyle=LINESTYLES.get(algorithm, "-"), marker="o", markersize=2, label=label)
+                    linestyle=linestyle(algorithm), marker="o", markersize=2, label=label)
     for ax, key, note in zip(axes, ("alignment", "uniformity"), ("lower: positive pairs closer",
                                                                   "lower: embeddings more uniform")):
         ax.set_xlabel("epoch")

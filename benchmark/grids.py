@@ -7,17 +7,24 @@ row is the control (random weights, probed the same way; no paper value).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
 
+from attacks import ATTACKS
+from attacks.external import external_spec, is_external
 from attacks.spec import AttackSpec
+from victims.algorithms import contrastive_algorithms
 from victims.registry import Registry
 
 from .specs import CONTROL, VictimSpec
 
-CONTRASTIVE = ("simclr", "moco", "byol")
 ARCH_COLUMNS = ("vgg19", "resnet18", "resnet50", "densenet121", "mobilenetv2")
-SUPERVISED_ATTACKS = ("ap-t", "ue-s")  # crafted with a supervised surrogate
+BASELINE_ROWS = ("ap-t", "ue-s")  # the transfer tables' "adversarial poisoning" and "unlearnable examples"
+
+
+def registered_rows(grid: str) -> list[str]:
+    """Rows for the registered attacks that ask for one in `grid` beyond the paper's (a new attack)."""
+    return [name for name in ATTACKS if grid in ATTACKS.get(name).extra_rows_in]
 
 
 @dataclass(frozen=True)
@@ -37,15 +44,17 @@ class Cell:
 
 def attack_spec(row: str, dataset: str, victim_algorithm: str, scale: str, arch: str = "resnet18") -> AttackSpec | None:
     """The poison of a row: `none` -> clean; `cp-s@moco` -> CP-S made with MoCo; a bare `cp-s` is made
-    with the victim's own algorithm; supervised attacks use a supervised surrogate."""
+    with the victim's own algorithm; the attack's class says which surrogate it trains (an attack not
+    registered here gets a spec without one, and its cells are skipped by the plan); `ext:NAME` is an
+    imported poison."""
+    if is_external(row):
+        return external_spec(row, dataset, scale)
     attack, _, algorithm = row.partition("@")
     if attack in ("none", CONTROL):
         return None
-    if attack.startswith("cp-"):
-        return AttackSpec(attack, dataset, algorithm or victim_algorithm, arch, scale=scale)
-    if attack in ("ue-s", "ue-c", "ap-t", "ap-u"):
-        return AttackSpec(attack, dataset, "supervised", arch, scale=scale)
-    return AttackSpec(attack, dataset, scale=scale)
+    if attack not in ATTACKS:
+        return AttackSpec(attack, dataset, scale=scale)
+    return ATTACKS.get(attack).spec_for(dataset, algorithm or victim_algorithm, arch, scale)
 
 
 def victim_cell(grid: str, row: str, column: str, *, algorithm: str, dataset: str, scale: str,
@@ -60,44 +69,50 @@ GRIDS: Registry[Callable[[str], list[Cell]]] = Registry("grid")
 
 @GRIDS.register("effectiveness")
 def effectiveness(scale: str) -> list[Cell]:
-    columns = [(d, a) for d in ("cifar10", "cifar100") for a in CONTRASTIVE] + [("imagenet100", "simclr")]
+    columns = [(d, a) for d in ("cifar10", "cifar100") for a in contrastive_algorithms()] + [("imagenet100", "simclr")]
+    rows = ["none", "random", "cp-s", "cp-c", *registered_rows("effectiveness"), CONTROL]
     return [victim_cell("effectiveness", row, f"{d}/{a}", algorithm=a, dataset=d, scale=scale)
-            for row in ("none", "random", "cp-s", "cp-c", CONTROL) for d, a in columns]
+            for row in rows for d, a in columns]
 
 
 @GRIDS.register("downstream")
 def downstream(scale: str) -> list[Cell]:
     pairs = [("cifar10", p) for p in ("cifar10", "cifar100", "stl10")] + \
         [("imagenet100", p) for p in ("imagenet100", "cifar10", "stl10")]
+    rows = ["none", "cp-s", "cp-c", *registered_rows("downstream"), CONTROL]
     return [victim_cell("downstream", row, f"{d}->{p}", algorithm="simclr", dataset=d, scale=scale, probe=p)
-            for row in ("none", "cp-s", "cp-c", CONTROL) for d, p in pairs]
+            for row in rows for d, p in pairs]
 
 
 @GRIDS.register("architectures")
 def architectures(scale: str) -> list[Cell]:
     """The poison is made with ResNet-18 (attack_spec's default); the victim's architecture varies."""
+    rows = ["none", "cp-s", "cp-c", *registered_rows("architectures"), CONTROL]
     return [victim_cell("architectures", row, arch, algorithm="simclr", dataset="cifar10", scale=scale, arch=arch)
-            for row in ("none", "cp-s", "cp-c", CONTROL) for arch in ARCH_COLUMNS]
+            for row in rows for arch in ARCH_COLUMNS]
 
 
 @GRIDS.register("transfer_supervised")
 def transfer_supervised(scale: str) -> list[Cell]:
-    rows = list(SUPERVISED_ATTACKS) + [f"cp-c@{a}" for a in CONTRASTIVE]
+    rows = [*BASELINE_ROWS, *(f"cp-c@{a}" for a in contrastive_algorithms()), *registered_rows("transfer_supervised")]
     return [victim_cell("transfer_supervised", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
             for row in rows for victim in ("supervised", "simclr")]
 
 
 @GRIDS.register("transfer_algorithms")
 def transfer_algorithms(scale: str) -> list[Cell]:
-    rows = list(SUPERVISED_ATTACKS) + [f"{k}@{a}" for k in ("cp-s", "cp-c") for a in CONTRASTIVE] + [CONTROL]
+    algorithms = contrastive_algorithms()
+    rows = [*BASELINE_ROWS, *(f"{k}@{a}" for k in ("cp-s", "cp-c") for a in algorithms),
+            *registered_rows("transfer_algorithms"), CONTROL]
     return [victim_cell("transfer_algorithms", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
-            for row in rows for victim in CONTRASTIVE]
+            for row in rows for victim in algorithms]
 
 
 @GRIDS.register("motivation")
 def motivation(scale: str) -> list[Cell]:
     return [victim_cell("motivation", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
-            for row in ("none", "ap-t", CONTROL) for victim in ("supervised",) + CONTRASTIVE]
+            for row in ("none", "ap-t", *registered_rows("motivation"), CONTROL)
+            for victim in ("supervised", *contrastive_algorithms())]
 
 
 @GRIDS.register("all")
@@ -105,9 +120,24 @@ def all_cells(scale: str) -> list[Cell]:
     return [cell for name in GRIDS.names() if name != "all" for cell in GRIDS.get(name)(scale)]
 
 
-def grid_cells(name: str, scale: str) -> list[Cell]:
-    """The cells of grid `name` at `scale` (an unknown grid lists the valid names)."""
-    return GRIDS.get(name)(scale)
+def grid_cells(name: str, scale: str, extra_rows: Sequence[str] = ()) -> list[Cell]:
+    """The cells of grid `name` at `scale` (an unknown grid lists the valid names), with a row for each
+    imported poison in `extra_rows` (`ext:NAME`: not a paper row) added to every table of the grid."""
+    cells = GRIDS.get(name)(scale)
+    return cells + [cell for row in dict.fromkeys(extra_rows) for cell in external_cells(cells, row, scale)]
+
+
+def external_cells(cells: list[Cell], row: str, scale: str) -> list[Cell]:
+    """A row for the imported poison `row` (`ext:NAME`) in each table of `cells`: one cell per column, the
+    column's victim trained on that poison (made for the victim's training set)."""
+    if not is_external(row):
+        raise ValueError(f"{row!r} is not an imported poison's row (ext:NAME)")
+    first: dict[tuple[str, str], Cell] = {}
+    for c in cells:
+        if c.row != CONTROL:
+            first.setdefault((c.grid, c.column), c)
+    return [Cell(c.grid, row, c.column, replace(c.victim, poison=external_spec(row, c.victim.dataset, scale)),
+                 c.probe) for c in first.values()]
 
 
 def distinct_jobs(cells: list[Cell]) -> tuple[dict[str, AttackSpec], dict[str, VictimSpec]]:

@@ -1,25 +1,31 @@
-"""The leaderboard: every attack ranked by the accuracy it leaves, per victim and by its worst case over
-victims, with its damage = (clean - attacked) / (clean - untrained) beside the raw accuracy.
+"""The leaderboard: every attack per victim by the accuracy it leaves, and overall, as RobustBench does,
+ranked on one fixed panel of victims per data set by its worst-case damage over the panel (then its mean
+damage), damage = (clean - attacked) / (clean - untrained). An attack missing a panel victim is listed as
+incomplete, with what is missing, and not ranked.
 
-`build_leaderboard` turns the records into plain data (`Leaderboard`); `render_markdown` and `render_html`
-are views of it. Cells of all grids are pooled and identical experiments (same victim run, same probe)
-counted once.
+`build_leaderboard` turns the records into plain data (`Leaderboard`); `render_markdown`, `render_html` and
+`render_json` are views of it. Cells of all grids are pooled and identical experiments (same victim run,
+same probe) counted once; imported poisons (`ext:NAME`) found in the records are included.
 """
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
-from .grids import grid_cells
+from attacks.external import is_external
+
+from .grids import attack_spec, grid_cells
 from .paper import paper_values
 from .specs import CONTROL, VictimSpec
-from .tables import PROTOCOL, SUPERVISED_NOTE, RecordCache, cell_metric, write_text_atomic
+from .tables import PROTOCOL, SUPERVISED_NOTE, RecordCache, cell_metric, data_description, write_text_atomic
 
 NOT_ATTACKS = ("none", CONTROL)
+JSON_FORMAT = "cp-bench-leaderboard/1"
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,16 @@ class Victim:
         return f"{self.algorithm}/{self.arch} {self.dataset}->{self.probe}"
 
 
+# The fixed panel per data set that the overall ranking uses (ResNet-18, probed on its own training set).
+PANELS: dict[str, tuple[Victim, ...]] = {
+    "cifar10": tuple(Victim(a, "resnet18", "cifar10", "cifar10") for a in ("simclr", "moco", "byol", "supervised")),
+}
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One attack against one victim: our accuracy, the paper's, and the references for damage."""
+    """One attack against one victim: our accuracy, the paper's, the references for damage, and the records
+    they come from (full keys; None for a reference without a spec)."""
 
     attack: str
     victim: Victim
@@ -47,23 +60,66 @@ class Entry:
     clean: float | None
     untrained: float | None
     paper_clean: float | None
+    key: str | None = None
+    clean_key: str | None = None
+    untrained_key: str | None = None
+    data: tuple[str, ...] = ()
+    source_sha256: str | None = None  # an imported poison's source file, as its victim's record says
 
     @property
     def damage(self) -> float | None:
         return damage(self.clean, self.ours, self.untrained)
 
+    @property
+    def external(self) -> bool:
+        return is_external(self.attack)
+
 
 @dataclass(frozen=True)
 class Standing:
-    """An attack's overall standing over the victims it was measured on."""
+    """An attack on one panel: its measured panel entries and, when complete, its worst-case and mean damage."""
 
     attack: str
-    victims: int
-    worst: float  # the highest accuracy it leaves (the victim it hurts least)
-    worst_victim: str
-    paper_worst: float | None  # the paper's highest over the same victims, where the paper has them
-    worst_damage: float | None  # the lowest damage over the victims where damage is defined
-    mean_damage: float | None
+    panel: str  # the panel's data set
+    entries: tuple[Entry, ...]  # the panel victims it was measured on, in the panel's order
+    missing: tuple[str, ...] = ()  # why it is not ranked (a victim not measured, damage undefined)
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    def _worst(self) -> Entry | None:
+        with_damage = [e for e in self.entries if e.damage is not None]
+        return min(with_damage, key=lambda e: e.damage) if with_damage else None
+
+    @property
+    def worst_damage(self) -> float | None:
+        worst = self._worst()
+        return None if worst is None else worst.damage
+
+    @property
+    def worst_victim(self) -> str | None:
+        worst = self._worst()
+        return None if worst is None else worst.victim.algorithm
+
+    @property
+    def mean_damage(self) -> float | None:
+        damages = [e.damage for e in self.entries if e.damage is not None]
+        return sum(damages) / len(damages) if damages else None
+
+    @property
+    def worst_accuracy(self) -> float | None:
+        """The highest accuracy it leaves on the panel (the victim it hurts least in raw accuracy)."""
+        return max((e.ours for e in self.entries), default=None)
+
+    @property
+    def external(self) -> bool:
+        return is_external(self.attack)
+
+    @property
+    def source_sha256(self) -> str | None:
+        shas = {e.source_sha256 for e in self.entries if e.source_sha256}
+        return shas.pop() if len(shas) == 1 else None
 
 
 @dataclass
@@ -71,6 +127,7 @@ class Leaderboard:
     scale: str
     metric: str
     entries: list[Entry]
+    panels: dict[str, tuple[Victim, ...]] = field(default_factory=lambda: dict(PANELS))
 
     def victims(self) -> list[Victim]:
         return list(dict.fromkeys(e.victim for e in self.entries))
@@ -81,26 +138,44 @@ class Leaderboard:
                           key=lambda e: (e.ours, e.attack))
         return competition_ranks(measured, lambda e: e.ours)
 
-    def standings(self) -> list[tuple[int, Standing]]:
-        """Attacks ranked by their worst case (lower is stronger)."""
-        out = []
-        for attack in dict.fromkeys(e.attack for e in self.entries):
-            measured = [e for e in self.entries if e.attack == attack and e.ours is not None]
-            if not measured:
-                continue
-            worst = max(measured, key=lambda e: e.ours)
-            papers = [e.paper for e in measured if e.paper is not None]
-            damages = [e.damage for e in measured if e.damage is not None]
-            out.append(Standing(attack, len(measured), worst.ours, worst.victim.label, max(papers, default=None),
-                                min(damages, default=None), sum(damages) / len(damages) if damages else None))
-        out.sort(key=lambda s: (s.worst, s.attack))
-        return competition_ranks(out, lambda s: s.worst)
+    def measured_attacks(self) -> list[str]:
+        return list(dict.fromkeys(e.attack for e in self.entries if e.ours is not None))
 
-    def damage_ranks(self) -> dict[str, int]:
-        """Rank of each attack by its worst-case damage (higher is stronger); attacks without one are left out."""
-        with_damage = sorted((s for _, s in self.standings() if s.worst_damage is not None),
-                             key=lambda s: (-s.worst_damage, s.attack))
-        return {s.attack: r for r, s in competition_ranks(with_damage, lambda s: -s.worst_damage)}
+    def panel_standings(self, panel: str) -> list[Standing]:
+        """Every measured attack's standing on `panel` (complete or not), in the order attacks first appear."""
+        victims = self.panels[panel]
+        by = {(e.attack, e.victim): e for e in self.entries}
+        out = []
+        for attack in self.measured_attacks():
+            entries, missing = [], []
+            for v in victims:
+                e = by.get((attack, v))
+                if e is None or e.ours is None:
+                    missing.append(f"{v.algorithm} not measured")
+                    continue
+                entries.append(e)
+                if e.damage is None:
+                    why = ("clean not measured" if e.clean is None else "untrained not measured"
+                           if e.untrained is None else "clean not above untrained")
+                    missing.append(f"{v.algorithm}: no damage ({why})")
+            shas = sorted({e.source_sha256 for e in entries if e.source_sha256})
+            if len(shas) > 1:
+                missing.append(f"records of different source files (sha256 {', '.join(s[:12] for s in shas)}): "
+                               "run its victims again")
+            out.append(Standing(attack, panel, tuple(entries), tuple(missing)))
+        return out
+
+    def standings(self, panel: str = "cifar10") -> list[tuple[int, Standing]]:
+        """The complete attacks on `panel`, ranked by worst-case damage over it, then mean damage (higher is
+        stronger; equal pairs share a rank)."""
+        complete = sorted((s for s in self.panel_standings(panel) if s.complete),
+                          key=lambda s: (-s.worst_damage, -s.mean_damage, s.attack))
+        return competition_ranks(complete, lambda s: (s.worst_damage, s.mean_damage))
+
+    def incomplete(self, panel: str = "cifar10") -> list[Standing]:
+        """The measured attacks missing something on `panel`, most panel victims measured first."""
+        return sorted((s for s in self.panel_standings(panel) if not s.complete),
+                      key=lambda s: (-len(s.entries), s.attack))
 
 
 def damage(clean: float | None, attacked: float | None, untrained: float | None) -> float | None:
@@ -122,7 +197,7 @@ def competition_ranks(items: list, value) -> list[tuple[int, object]]:
 
 
 def attack_label(victim: VictimSpec) -> str:
-    """`cp-s@moco` for attacks made with a contrastive algorithm, else the attack's name (`ap-t`)."""
+    """`cp-s@moco` for attacks made with a contrastive algorithm, else the attack's name (`ap-t`, `ext:NAME`)."""
     poison = victim.poison
     if poison is None:
         return "none"
@@ -130,29 +205,42 @@ def attack_label(victim: VictimSpec) -> str:
 
 
 def build_leaderboard(results: Path, scale: str, metric: str = "probe_best") -> Leaderboard:
-    """Every attack cell of every grid, deduplicated, with its clean and untrained references."""
-    cells = grid_cells("all", scale)
+    """Every attack cell of every grid (imported poisons' rows included), deduplicated, with its clean and
+    untrained references, plus each attack's panel victims where the grids lack them (recorded by
+    `bench victim` or another grid's row)."""
+    cache = RecordCache(results, scale)
+    cells = grid_cells("all", scale, cache.external_rows())
     paper: dict[tuple[str, str], float] = {}
     for c in cells:
         value = paper_values(c.grid).get((c.row, c.column))
         if value is not None:
             paper.setdefault((c.victim.key, c.probe), value)
-    cache = RecordCache(results, scale)
 
-    def ours(spec: VictimSpec, probe: str) -> float | None:
-        return cell_metric(cache.get(spec.key), probe, metric)
+    def entry(attack: str, spec: VictimSpec, probe: str) -> Entry:
+        clean = replace(spec, poison=None)
+        untrained = replace(spec, algorithm=CONTROL, poison=None)
+        record = cache.get(spec.key)
+        ours = cell_metric(record, probe, metric)
+        return Entry(attack, Victim(spec.algorithm, spec.arch, spec.dataset, probe), ours,
+                     paper.get((spec.key, probe)), cell_metric(cache.get(clean.key), probe, metric),
+                     cell_metric(cache.get(untrained.key), probe, metric), paper.get((clean.key, probe)),
+                     spec.key, clean.key, untrained.key, data_description(record, probe) if ours is not None else (),
+                     ((record or {}).get("poison") or {}).get("source_sha256"))
 
     entries, seen = [], set()
     for c in cells:
         if c.row in NOT_ATTACKS or (c.victim.key, c.probe) in seen:
             continue
         seen.add((c.victim.key, c.probe))
-        clean = replace(c.victim, poison=None)
-        untrained = replace(c.victim, algorithm=CONTROL, poison=None)
-        entries.append(Entry(attack_label(c.victim), Victim(c.victim.algorithm, c.victim.arch, c.victim.dataset,
-                                                             c.probe),
-                             ours(c.victim, c.probe), paper.get((c.victim.key, c.probe)), ours(clean, c.probe),
-                             ours(untrained, c.probe), paper.get((clean.key, c.probe))))
+        entries.append(entry(attack_label(c.victim), c.victim, c.probe))
+    for attack in list(dict.fromkeys(e.attack for e in entries)):
+        for victims in PANELS.values():
+            for v in victims:
+                spec = VictimSpec(v.algorithm, v.arch, v.dataset, attack_spec(attack, v.dataset, v.algorithm, scale),
+                                  scale)
+                if (spec.key, v.probe) not in seen:
+                    seen.add((spec.key, v.probe))
+                    entries.append(entry(attack, spec, v.probe))
     return Leaderboard(scale, metric, entries)
 
 
@@ -162,12 +250,29 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def overall_frame(lb: Leaderboard) -> pd.DataFrame:
-    by_damage = lb.damage_ranks()
-    rows = [[rank, s.attack, s.victims, _num(s.worst), s.worst_victim, _num(s.paper_worst), _num(s.worst_damage, 2),
-             _num(s.mean_damage, 2), by_damage.get(s.attack, "-")] for rank, s in lb.standings()]
-    return pd.DataFrame(rows, columns=["rank", "attack", "victims", "worst-case accuracy", "on victim",
-                                       "paper worst case", "worst-case damage", "mean damage", "rank by damage"])
+def origin(s: Standing) -> str:
+    """`built-in`, or `external (sha256 …)` with the first 12 digits of the imported poison's source file."""
+    if not s.external:
+        return "built-in"
+    return f"external (sha256 {s.source_sha256[:12]})" if s.source_sha256 else "external"
+
+
+def panel_title(lb: Leaderboard, panel: str) -> str:
+    victims = lb.panels[panel]
+    return f"{panel}, {victims[0].arch}: {', '.join(v.algorithm for v in victims)}"
+
+
+def overall_frame(lb: Leaderboard, panel: str = "cifar10") -> pd.DataFrame:
+    rows = [[rank, s.attack, _num(s.worst_damage, 2), s.worst_victim, _num(s.mean_damage, 2), _num(s.worst_accuracy),
+             origin(s)] for rank, s in lb.standings(panel)]
+    return pd.DataFrame(rows, columns=["rank", "attack", "worst-case damage", "on victim", "mean damage",
+                                       "worst-case accuracy", "origin"])
+
+
+def incomplete_frame(lb: Leaderboard, panel: str = "cifar10") -> pd.DataFrame:
+    rows = [["-", s.attack, f"{len(s.entries)} of {len(lb.panels[panel])}", "; ".join(s.missing), origin(s)]
+            for s in lb.incomplete(panel)]
+    return pd.DataFrame(rows, columns=["rank", "attack", "measured", "missing", "origin"])
 
 
 def victim_frame(lb: Leaderboard, victim: Victim) -> pd.DataFrame:
@@ -187,7 +292,7 @@ def victim_note(lb: Leaderboard, victim: Victim) -> str:
 
 def unmeasured(lb: Leaderboard) -> list[str]:
     """Attacks without any measured cell."""
-    measured = {s.attack for _, s in lb.standings()}
+    measured = set(lb.measured_attacks())
     return [a for a in dict.fromkeys(e.attack for e in lb.entries) if a not in measured]
 
 
@@ -200,20 +305,27 @@ def intro(lb: Leaderboard) -> list[str]:
             "Lower accuracy = stronger attack.",
             "Damage = (clean - attacked) / (clean - untrained): the share of what the victim learned that the "
             "attack took away (1 = down to a random network; same victim, architecture, data and probe).",
-            "Worst case = the highest accuracy an attack leaves over the victims it was measured on (the victim "
-            "it hurts least); paper worst case = the paper's highest over the same victims."]
+            "Overall ranking: on one fixed panel of victims per data set, by the worst-case (lowest) damage over "
+            "the panel, then the mean damage; an attack missing a panel victim is listed as incomplete, not "
+            "ranked. Worst-case accuracy = the highest accuracy it leaves on the panel.",
+            "ext:NAME = a poison made elsewhere and imported with `bench import-poison` (origin: the sha256 of its "
+            "source file; all digits in leaderboard.json)."]
 
 
 def _table(df: pd.DataFrame, fmt: str) -> str:
     return tabulate(df, headers="keys", tablefmt=fmt, showindex=False, disable_numparse=True,
-                    colalign=tuple("left" if c in ("attack", "on victim") else "right" for c in df.columns))
+                    colalign=tuple("left" if c in ("attack", "on victim", "missing", "origin") else "right"
+                                   for c in df.columns))
 
 
 def render_markdown(lb: Leaderboard) -> str:
     out = [f"# Leaderboard ({lb.scale} scale)", ""] + [line for p in intro(lb) for line in (p, "")]
-    overall = overall_frame(lb)
-    out += ["## Overall: worst case over victims", "",
-            _table(overall, "pipe") if len(overall) else "No attack measured yet.", ""]
+    for panel in lb.panels:
+        overall, incomplete = overall_frame(lb, panel), incomplete_frame(lb, panel)
+        out += [f"## Overall: panel {panel_title(lb, panel)}", "",
+                _table(overall, "pipe") if len(overall) else "No attack measured on the whole panel yet.", ""]
+        if len(incomplete):
+            out += [f"### Incomplete on the {panel} panel (not ranked)", "", _table(incomplete, "pipe"), ""]
     if unmeasured(lb):
         out += [f"Not measured yet: {', '.join(unmeasured(lb))}.", ""]
     out += ["## Per victim", ""]
@@ -228,7 +340,9 @@ def render_markdown(lb: Leaderboard) -> str:
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:70em;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{padding:.25em .7em;border-bottom:1px solid #ddd}
 th{cursor:pointer;background:#f4f4f4;text-align:left}th:hover{background:#e8e8e8}
-td{text-align:right}td:nth-child(2){text-align:left}p.note{color:#555}"""
+td{text-align:right}td:nth-child(2){text-align:left;white-space:nowrap}p.note{color:#555}
+table[id^=overall] td:nth-child(4),table[id^=overall] td:nth-child(7),table[id^=incomplete] td:nth-child(n+4)
+{text-align:left}"""
 SCRIPT = """document.querySelectorAll('table').forEach(function(t){
  t.querySelectorAll('th').forEach(function(th,i){th.addEventListener('click',function(){
   var b=t.tBodies[0],rows=Array.from(b.rows),asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';
@@ -240,10 +354,15 @@ SCRIPT = """document.querySelectorAll('table').forEach(function(t){
 def render_html(lb: Leaderboard) -> str:
     """One self-contained page (inline CSS, inline JavaScript to sort by a clicked column)."""
     e = html.escape
-    body = [f"<h1>Leaderboard ({e(lb.scale)} scale)</h1>", *(f'<p class="note">{e(p)}</p>' for p in intro(lb)),
-            "<h2>Overall: worst case over victims</h2>"]
-    overall = overall_frame(lb)
-    body.append(_table(overall, "html") if len(overall) else "<p>No attack measured yet.</p>")
+    body = [f"<h1>Leaderboard ({e(lb.scale)} scale)</h1>", *(f'<p class="note">{e(p)}</p>' for p in intro(lb))]
+    for panel in lb.panels:
+        overall, incomplete = overall_frame(lb, panel), incomplete_frame(lb, panel)
+        body.append(f"<h2>Overall: panel {e(panel_title(lb, panel))}</h2>")
+        body.append(_table(overall, "html").replace("<table>", f'<table id="overall-{e(panel)}">', 1)
+                    if len(overall) else "<p>No attack measured on the whole panel yet.</p>")
+        if len(incomplete):
+            body += [f"<h3>Incomplete on the {e(panel)} panel (not ranked)</h3>",
+                     _table(incomplete, "html").replace("<table>", f'<table id="incomplete-{e(panel)}">', 1)]
     if unmeasured(lb):
         body.append(f'<p class="note">Not measured yet: {e(", ".join(unmeasured(lb)))}.</p>')
     body.append("<h2>Per victim</h2>")
@@ -255,13 +374,46 @@ def render_html(lb: Leaderboard) -> str:
             + "\n".join(body) + f"\n<script>\n{SCRIPT}\n</script>\n</body>\n</html>\n")
 
 
-def write_leaderboard(lb: Leaderboard, results: Path) -> tuple[Path, Path]:
-    """`results/leaderboard.md` and `results/leaderboard.html`, each written atomically."""
-    md, page = Path(results) / "leaderboard.md", Path(results) / "leaderboard.html"
-    write_text_atomic(md, render_markdown(lb))
-    write_text_atomic(page, render_html(lb))
-    return md, page
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
 
 
-__all__ = ["Entry", "Leaderboard", "Standing", "Victim", "attack_label", "build_leaderboard", "damage",
-           "render_html", "render_markdown", "write_leaderboard"]
+def entry_json(e: Entry) -> dict:
+    return {"victim": {"algorithm": e.victim.algorithm, "arch": e.victim.arch, "dataset": e.victim.dataset,
+                       "probe": e.victim.probe},
+            "accuracy": e.ours, "clean": e.clean, "untrained": e.untrained, "damage": _round(e.damage),
+            "paper": e.paper, "record": e.key, "clean_record": e.clean_key, "untrained_record": e.untrained_key,
+            "data": list(e.data), **({"source_sha256": e.source_sha256} if e.external else {})}
+
+
+def standing_json(s: Standing, rank: int | None = None) -> dict:
+    out = {"rank": rank, "attack": s.attack, "panel": s.panel, "external": s.external}
+    if s.external:
+        out["source_sha256"] = s.source_sha256
+    if s.complete:
+        out.update(worst_damage=_round(s.worst_damage), worst_victim=s.worst_victim,
+                   mean_damage=_round(s.mean_damage), worst_accuracy=s.worst_accuracy)
+    else:
+        out["missing"] = list(s.missing)
+    return {**out, "victims": [entry_json(e) for e in s.entries]}
+
+
+def render_json(lb: Leaderboard) -> str:
+    """The ranked and the incomplete entries of every panel as JSON (sorted keys, no timestamps: diffable)."""
+    doc = {"format": JSON_FORMAT, "scale": lb.scale, "metric": lb.metric,
+           "panels": {p: [v.label for v in vs] for p, vs in lb.panels.items()},
+           "ranked": [standing_json(s, rank) for p in lb.panels for rank, s in lb.standings(p)],
+           "incomplete": [standing_json(s) for p in lb.panels for s in lb.incomplete(p)]}
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+
+
+def write_leaderboard(lb: Leaderboard, results: Path) -> tuple[Path, Path, Path]:
+    """`results/leaderboard.md`, `.html` and `.json`, each written atomically."""
+    paths = tuple(Path(results) / f"leaderboard.{ext}" for ext in ("md", "html", "json"))
+    for path, render in zip(paths, (render_markdown, render_html, render_json)):
+        write_text_atomic(path, render(lb))
+    return paths  # type: ignore[return-value]
+
+
+__all__ = ["PANELS", "Entry", "Leaderboard", "Standing", "Victim", "attack_label", "build_leaderboard", "damage",
+           "render_html", "render_json", "render_markdown", "write_leaderboard"]

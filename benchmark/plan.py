@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from attacks import ATTACKS
+from attacks.external import is_external
+from victims.algorithms import ALGORITHMS
 from victims.registry import UnknownNameError
 from victims.train import outcome_settings
 from attacks.spec import AttackSpec
@@ -19,8 +21,7 @@ from .victim_job import victim_settings
 # a ResNet-18 contrastive victim is 1000 epochs of CIFAR-10; CP-C is 1000 epochs of 20 + 20 batches;
 # CP-S 200 epochs of a full pass of each player (5 PGD steps); AP-T trains a surrogate then runs
 # 250 PGD steps x 8 restarts on every image; UE-S alternates 10 batches with 20 PGD steps until 99%.
-GPU_HOURS = {"simclr": 8.0, "moco": 8.0, "byol": 10.0, "supervised": 1.0, CONTROL: 0.3,
-             "cp-c": 6.0, "cp-s": 10.0, "ue-s": 2.0, "ue-c": 1.0, "ap-t": 10.0, "ap-u": 10.0, "random": 0.01}
+CONTROL_GPU_HOURS = 0.3  # probing an untrained network (the attacks' and algorithms' costs are on their classes)
 ARCH_FACTOR = {"resnet18": 1.0, "resnet50": 2.5, "vgg19": 1.5, "densenet121": 3.0, "mobilenetv2": 1.0}
 DATASET_FACTOR = {"cifar10": 1.0, "cifar100": 1.0, "stl10": 1.0, "imagenet100": 8.0, "synthetic": 0.0}
 # A job's size at each scale, from its paper-scale cost (rough, for cluster requests): minutes of work per
@@ -52,9 +53,13 @@ class Job:
     @property
     def gpu_hours(self) -> float:
         if self.kind == "poison":
-            return GPU_HOURS.get(self.attack.attack, 5.0) * DATASET_FACTOR.get(self.attack.dataset, 1.0)
-        return (GPU_HOURS.get(self.victim.algorithm, 8.0) * ARCH_FACTOR.get(self.victim.arch, 1.0)
-                * DATASET_FACTOR.get(self.victim.dataset, 1.0))
+            if is_external(self.attack.attack):
+                return 0.0  # imported, never made here
+            hours = ATTACKS.get(self.attack.attack).gpu_hours if self.attack.attack in ATTACKS else 5.0
+            return hours * DATASET_FACTOR.get(self.attack.dataset, 1.0)
+        algorithm = self.victim.algorithm
+        hours = CONTROL_GPU_HOURS if algorithm == CONTROL else ALGORITHMS.get(algorithm).gpu_hours
+        return hours * ARCH_FACTOR.get(self.victim.arch, 1.0) * DATASET_FACTOR.get(self.victim.dataset, 1.0)
 
     @property
     def scale(self) -> str:
@@ -132,8 +137,8 @@ def stored_poison_checksum(attack: AttackSpec, store) -> str | None:
 def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str] | None = None,
               columns: list[str] | None = None) -> Plan:
     """Distinct jobs of a grid (or of the given rows/columns of it), in dependency order; a cell whose
-    attack is not registered is skipped."""
-    cells = grid_cells(grid, scale)
+    attack is not registered is skipped. A wanted row `ext:NAME` (an imported poison) is added to the grid."""
+    cells = grid_cells(grid, scale, extra_rows=[r for r in rows or () if is_external(r)])
     for wanted, attr in ((rows, "row"), (columns, "column")):
         if wanted:
             valid = list(dict.fromkeys(getattr(c, attr) for c in cells))
@@ -147,7 +152,7 @@ def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str
     poisons: dict[str, AttackSpec] = {}
     for cell in plan.cells:
         poison = cell.victim.poison
-        if poison is not None and poison.attack not in ATTACKS:
+        if poison is not None and poison.attack not in ATTACKS and not is_external(poison.attack):
             plan.skipped.setdefault(poison.attack, []).append(cell)
             continue
         if poison is not None:
@@ -159,7 +164,7 @@ def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str
     # a poison that starts from another (CP-S from CP-C) depends on that poison's job, added when missing
     needs: dict[str, str] = {}
     for key, attack in list(poisons.items()):
-        for needed in ATTACKS.get(attack.attack)().requires(attack):
+        for needed in [] if is_external(attack.attack) else ATTACKS.get(attack.attack)().requires(attack):
             poisons.setdefault(needed.key, needed)
             needs[key] = needed.key
     checksums: dict[str, str | None] = {}
@@ -176,3 +181,8 @@ def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str
         if victim_done(victim, wanted, results, checksums.get(victim.poison.key) if victim.poison else None):
             plan.done.add(key)
     return plan
+
+
+def missing_imports(plan: Plan) -> list[AttackSpec]:
+    """The imported (`ext:`) poisons a plan needs that are not in the store: nothing can make them."""
+    return [j.attack for j in plan.pending if j.kind == "poison" and is_external(j.attack.attack)]

@@ -6,7 +6,8 @@ import shutil
 import time
 from pathlib import Path
 
-from attacks import ATTACKS, Poison, generate_poison
+from attacks import ATTACKS, Poison, PoisonError, generate_poison
+from attacks.external import is_external
 from attacks.spec import AttackSpec
 
 from victims.train import outcome_settings
@@ -53,7 +54,7 @@ def poison_is_current(spec: AttackSpec, store=None) -> bool:
     versions of the poisons it starts from (CP-S from CP-C). A poison without these in its record (made
     before they were kept) counts as current."""
     report = poison_report(spec, store)
-    if report is None:
+    if report is None or is_external(spec.attack):  # an imported poison has no settings to compare
         return True
     if "settings" in report and comparable(report["settings"]) != comparable(attack_settings(spec)):
         return False
@@ -74,11 +75,23 @@ def load_poison(spec: AttackSpec, store=None) -> Poison | None:
     return Poison.load(path, expected_spec=spec)
 
 
+def missing_import(spec: AttackSpec, store=None) -> str:
+    """Why the imported poison `spec` cannot be used, and how to provide it."""
+    name = spec.attack.split(":", 1)[1]
+    return (f"the poison {spec.attack} for {spec.dataset} at the {spec.scale} scale is not in the store "
+            f"({poison_path(spec, store)}): an external poison is never generated; run `bench import-poison {name} "
+            f"FILE --dataset {spec.dataset} --scale {spec.scale}` first (the store is per machine: import it again, "
+            "or copy the file and its .json, into the store the jobs use, e.g. a cluster's shared store)")
+
+
 def make_poison(spec: AttackSpec, *, data_root=None, store=None, device=None, progress: bool = True) -> Poison:
-    """Generate (or reuse) the poison of `spec` for the data standing for `spec.dataset` at its scale."""
+    """Generate (or reuse) the poison of `spec` for the data standing for `spec.dataset` at its scale; an
+    external poison (`ext:NAME`) is only ever loaded (PoisonError when it was not imported)."""
     existing = load_poison(spec, store)
     if existing is not None:
         return existing
+    if is_external(spec.attack):
+        raise PoisonError(missing_import(spec, store))
     path = poison_path(spec, store)
     if path.is_file():  # made with other settings or inputs: start again, not from its checkpoints
         if progress:

@@ -8,6 +8,8 @@ from .records import results_root
 from .specs import SCALES
 from .tables import FORMATS, METRICS
 
+LEADERBOARD_FORMATS = ("md", "html", "json")
+
 
 def cmd_tables(args: argparse.Namespace) -> int:
     """Print the grid's table(s) in --format; write <grid>.md, <grid>.tex and summary.csv (default folder:
@@ -28,14 +30,16 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    """Print the leaderboard (Markdown) and write <results>/leaderboard.md and leaderboard.html."""
-    from .leaderboard import build_leaderboard, render_markdown, write_leaderboard
+    """Print the leaderboard in --format (Markdown, HTML or JSON) and write <results>/leaderboard.md, .html and
+    .json."""
+    from .leaderboard import build_leaderboard, render_html, render_json, render_markdown, write_leaderboard
 
     results = results_root(args.results)
     lb = build_leaderboard(results, args.scale, args.metric)
-    print(render_markdown(lb), end="")
-    md, page = write_leaderboard(lb, results)
-    print(f"\nwrote {md} and {page}")
+    print({"md": render_markdown, "html": render_html, "json": render_json}[args.format](lb), end="")
+    written = write_leaderboard(lb, results)
+    if args.format != "json":  # keep the JSON on stdout clean for pipes
+        print(f"\nwrote {', '.join(map(str, written))}")
     return 0
 
 
@@ -58,7 +62,8 @@ def add_report_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="folder for the written tables (default: <results>/tables/<scale>)")
     p.set_defaults(func=cmd_tables)
 
-    p = sub.add_parser("leaderboard", help="rank every attack per victim, by its worst "
-                       "case over victims and by its damage; writes leaderboard.md and .html")
+    p = sub.add_parser("leaderboard", help="rank every attack per victim and, overall, on a fixed panel of "
+                       "victims by its worst-case damage; writes leaderboard.md, .html and .json")
     _add_common(p)
+    p.add_argument("--format", default="md", choices=LEADERBOARD_FORMATS, help="what is printed (default: md)")
     p.set_defaults(func=cmd_leaderboard)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from victims.algorithms import ALGORITHMS
 from victims.recipes import MODELS
 from victims.train import TrainConfig
 from victims.probe import ProbeConfig
@@ -47,6 +48,11 @@ class Scale:
 
     def train_config(self, algorithm: str, dataset: str, arch: str) -> TrainConfig:
         """The victim's training settings for this algorithm, data set and architecture."""
+        ALGORITHMS.get(algorithm)  # an unknown name fails here; a plugin's recipe is added as it loads
+        if algorithm not in self.train:
+            error = UnknownNameError(f"{self.name}-scale recipe", algorithm, list(self.train))
+            error.args = (f"{error.args[0]} (an algorithm's recipe is added with victims.recipes.add_recipe)",)
+            raise error
         config = self.train[algorithm]
         epochs = self.arch_epochs.get(arch, self.dataset_epochs.get(dataset, config.epochs))
         if epochs == config.epochs:
@@ -76,16 +82,12 @@ PAPER = Scale(
     probe=ProbeConfig(),
 )
 
-# Mini: CPU-sized on real CIFAR-10 (10,000 training images, 1,000 per class), a ResNet-18 at width 0.125,
-# ~13 minutes per contrastive victim on 2 cores. Batch 256 (half the paper's), the paper's learning rates;
-# MoCo's queue keeps about the paper's share of the training set
-# (4096 / 50,000 -> 1024 / 10,000). A calibration run of SimCLR here: probe 48.4% vs 26.2% untrained.
-# The networks and optimiser settings are victims/recipes.py's (shared with the attackers).
-# Cheaper where the `all` grid would not fit ~8 hours of this machine: CIFAR-100 at 50 images per class
-# (5,000); the slower architectures trained for about the compute of ResNet-18's 25 epochs (one training
-# step, 1 thread, width 0.125, relative to ResNet-18: VGG-19 1.4x as fast, ResNet-50 0.36x, DenseNet-121
-# 0.21x, MobileNetV2 0.29x); the 1,000-image Imagenette stand-in for ImageNet-100 gets 60 epochs (180
-# steps of 256) at 64 px, about 0.4 of a CIFAR-10 victim's compute.
+# Mini: CPU-sized on real CIFAR-10 (10,000 training images, 1,000 per class), a ResNet-18 at width 0.125.
+# Batch 256 (half the paper's), the paper's learning rates; MoCo's queue keeps about the paper's share of the
+# training set (4096 / 50,000 -> 1024 / 10,000). The networks and optimiser settings are victims/recipes.py's
+# (shared with the attackers). To fit the `all` grid in about 8 hours of a 2-core machine: CIFAR-100 at 50
+# images per class; the slower architectures trained for about the compute of ResNet-18's 25 epochs; the
+# 1,000-image Imagenette stand-in for ImageNet-100 gets 60 epochs at 64 px (docs/data.md).
 MINI = Scale(
     name="mini", width=MODELS["mini"].width,
     data={"cifar10": DataSource("cifar10", 32, train_per_class=1000),

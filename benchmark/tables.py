@@ -16,9 +16,11 @@ from pathlib import Path
 import pandas as pd
 from tabulate import DataRow, Line, TableFormat, tabulate
 
+from attacks.external import is_external
+
 from .grids import GRIDS, Cell, grid_cells
 from .paper import paper_values
-from .records import read_record, record_path
+from .records import read_record, read_records, record_path
 from .specs import CONTROL
 
 METRICS = ("probe_best", "probe_final", "knn")
@@ -56,6 +58,14 @@ class RecordCache:
         if key not in self._records:
             self._records[key] = read_record(record_path(self.results, self.scale, key))
         return self._records[key]
+
+    def external_rows(self) -> list[str]:
+        """The imported poisons (`ext:NAME`, sorted) that some victim of this scale was trained on."""
+        if not hasattr(self, "_external"):
+            self._external = sorted({attack for r in read_records(self.results, self.scale)
+                                     if is_external(attack := ((r.get("victim") or {}).get("poison") or {})
+                                                    .get("attack"))})
+        return self._external
 
 
 @dataclass(frozen=True)
@@ -100,10 +110,10 @@ class Table:
         return agreement(self.cells)
 
 
-def table_cells(grid: str, scale: str) -> list[Cell]:
-    """The grid's cells, with the `untrained` control row last (derived from the columns where the grid
-    has none: same architecture, data set and probe, random weights)."""
-    cells = grid_cells(grid, scale)
+def table_cells(grid: str, scale: str, extra_rows: list[str] | tuple[str, ...] = ()) -> list[Cell]:
+    """The grid's cells (with the imported poisons' rows `extra_rows`), with the `untrained` control row last
+    (derived from the columns where the grid has none: same architecture, data set and probe, random weights)."""
+    cells = grid_cells(grid, scale, extra_rows)
     if not any(c.row == CONTROL for c in cells):
         first: dict[str, Cell] = {}
         for c in cells:
@@ -126,17 +136,20 @@ def data_description(record: dict, probe: str) -> tuple[str, ...]:
 
 def build_table(grid: str, scale: str, results: Path, metric: str = "probe_best",
                 cache: RecordCache | None = None) -> Table:
-    """One paper table (not `all`: see `build_tables`) from the records under `results`."""
+    """One paper table (not `all`: see `build_tables`) from the records under `results`, with a row for each
+    imported poison (`ext:NAME`, no paper values) that has a measured cell in it."""
     if grid == "all":
         raise ValueError("`all` is several tables: use build_tables")
     cache = cache or RecordCache(results, scale)
-    cells, paper = table_cells(grid, scale), paper_values(grid)
+    cells, paper = table_cells(grid, scale, cache.external_rows()), paper_values(grid)
     values = []
     for cell in cells:
         record = cache.get(cell.victim.key)
         ours = cell_metric(record, cell.probe, metric)
         values.append(CellValue(grid, cell.row, cell.column, ours, paper.get((cell.row, cell.column)),
                                 data_description(record, cell.probe) if ours is not None else ()))
+    shown = {v.row for v in values if not is_external(v.row) or v.ours is not None}
+    cells, values = [c for c in cells if c.row in shown], [v for v in values if v.row in shown]
     return Table(grid, scale, metric, list(dict.fromkeys(c.row for c in cells)),
                  list(dict.fromkeys(c.column for c in cells)), values)
 

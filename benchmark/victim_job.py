@@ -103,12 +103,15 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root
     train = load_split(scale, spec.dataset, "train", data_root=data_root, store=store)
     perturbation, poison_info = None, None
     if spec.poison is not None and not spec.poison.is_clean:
-        from .poison_job import make_poison, poison_path
+        from .poison_job import make_poison, poison_path, poison_report
 
         poison = make_poison(spec.poison, data_root=data_root, store=store, device=device, progress=progress)
         perturbation = poison.perturbation_for(train.index)
         poison_info = {"key": spec.poison.key, "checksum": poison.checksum, "per": poison.per,
                        "eps": poison.eps, "file": poison_path(spec.poison, store).name}
+        report = poison_report(spec.poison, store) or {}
+        if report.get("external"):  # an imported poison: the record keeps which file it came from
+            poison_info.update(external=True, source_sha256=report.get("source", {}).get("sha256"))
     torch.manual_seed(spec.seed)
     encoder = build_architecture(spec.arch, stem=source.stem, width=scale.width)
     settings = victim_settings(spec)

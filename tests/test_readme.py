@@ -25,19 +25,22 @@ def test_readme_main_job_parses():
     build_parser().parse_args(second[1:])
 
 
-def test_readme_shows_the_generated_effectiveness_and_transfer_tables():
-    """The README's copies of the two headline tables are the ones `bench tables --scale mini` wrote from
-    the committed records (`python benchmark/scripts/readme_tables.py` pastes them)."""
+def test_readme_and_evidence_show_the_generated_tables():
+    """The README's effectiveness table and docs/evidence.md's copies of the two headline tables are the ones
+    `bench tables --scale mini` wrote from the committed records (`python benchmark/scripts/readme_tables.py`
+    pastes them)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("readme_tables", REPO / "benchmark" / "scripts" / "readme_tables.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    readme = (REPO / "README.md").read_text()
-    for grid in ("effectiveness", "transfer_algorithms"):
-        assert f"<!-- table:{grid} -->" in readme
-        body = module.table_block((REPO / "results" / "tables" / "mini" / f"{grid}.md").read_text())
-        assert body.count("|") > 20 and "Agreement with the paper" in body
-        assert f"<!-- table:{grid} -->\n{body}\n<!-- /table:{grid} -->" in readme, \
-            f"README's {grid} table differs from results/tables/mini/{grid}.md: run benchmark/scripts/readme_tables.py"
-    assert module.update(readme, "mini", REPO / "results" / "tables") == readme
+    for name, grids in (("README.md", ("effectiveness",)),
+                        ("docs/evidence.md", ("effectiveness", "transfer_algorithms"))):
+        text = (REPO / name).read_text()
+        for grid in grids:
+            assert f"<!-- table:{grid} -->" in text
+            body = module.table_block((REPO / "results" / "tables" / "mini" / f"{grid}.md").read_text())
+            assert body.count("|") > 20 and "Agreement with the paper" in body
+            assert f"<!-- table:{grid} -->\n{body}\n<!-- /table:{grid} -->" in text, \
+                f"{name}'s {grid} table differs from results/tables/mini/{grid}.md: run benchmark/scripts/readme_tables.py"
+        assert module.update(text, "mini", REPO / "results" / "tables") == text

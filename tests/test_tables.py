@@ -7,6 +7,7 @@ change by eye, with CP_BENCH_REGENERATE=1).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.grids import grid_cells
-from benchmark.leaderboard import build_leaderboard, damage, render_markdown, shown_victims, write_leaderboard
+from benchmark.leaderboard import (build_leaderboard, damage, render_json, render_markdown, shown_victims,
+                                   write_leaderboard)
 from benchmark.records import RECORD_FORMAT, record_path, write_json_atomic
 from benchmark.report_cli import add_report_commands
 from benchmark.tables import (CellValue, agreement, build_table, build_tables, cell_metric, kendall_tau,
@@ -69,6 +71,54 @@ def results(tmp_path: Path) -> Path:
         write_json_atomic(record_path(tmp_path, SCALE, victim.key), make_record(victim, metrics))
     record_path(tmp_path, SCALE, cells[CORRUPT].victim.key).write_text('{"format": 1, "metr')
     return tmp_path
+
+
+# Records that complete the CIFAR-10 panel (ResNet-18: simclr, moco, byol, supervised) for three attacks, plus an
+# imported poison measured on one victim; with FIXTURE they make `panel_results`.
+PANEL = {
+    ("effectiveness", "none", "cifar10/byol"): {"cifar10": (75.0, 74.0, 70.0)},  # a valid record over the corrupt one
+    ("transfer_algorithms", "ap-t", "simclr"): {"cifar10": (70.0, 69.0, 60.0)},
+    ("transfer_algorithms", "ap-t", "moco"): {"cifar10": (60.0, 59.0, 50.0)},
+    ("transfer_algorithms", "ap-t", "byol"): {"cifar10": (65.0, 64.0, 55.0)},
+    ("transfer_algorithms", "cp-c@simclr", "moco"): {"cifar10": (58.0, 57.0, 50.0)},
+    ("transfer_algorithms", "cp-c@simclr", "byol"): {"cifar10": (55.0, 54.0, 50.0)},
+    ("transfer_supervised", "cp-c@simclr", "supervised"): {"cifar10": (20.0, 19.0, 18.0, 15.0)},
+    ("transfer_algorithms", "ue-s", "simclr"): {"cifar10": (70.0, 69.0, 60.0)},
+    ("transfer_algorithms", "ue-s", "moco"): {"cifar10": (65.0, 64.0, 60.0)},
+    ("transfer_algorithms", "ue-s", "byol"): {"cifar10": (60.0, 59.0, 55.0)},
+    ("transfer_supervised", "ue-s", "supervised"): {"cifar10": (75.0, 74.0, 73.0, 70.0)},
+}
+EXT, EXT_SHA = "ext:mine", "ab" * 32
+EXT_CELL = ("effectiveness", EXT, "cifar10/simclr")
+CLEAN = {"simclr": 80.04, "moco": 78.25, "byol": 75.0, "supervised": 92.33}  # the panel's clean records
+UNTRAINED = 30.0  # one untrained record: the control's spec does not depend on the algorithm
+
+
+@pytest.fixture
+def panel_results(results: Path) -> Path:
+    cells = {(c.grid, c.row, c.column): c for c in grid_cells("all", SCALE, [EXT])}
+    for where, metrics in PANEL.items():
+        victim = cells[where].victim
+        write_json_atomic(record_path(results, SCALE, victim.key), make_record(victim, metrics))
+    victim = cells[EXT_CELL].victim
+    record = make_record(victim, {"cifar10": (65.0, 64.0, 60.0)})
+    record["poison"] = {"key": victim.poison.key, "checksum": "c" * 64, "external": True, "source_sha256": EXT_SHA}
+    write_json_atomic(record_path(results, SCALE, victim.key), record)
+    return results
+
+
+def by_hand(attacked: dict[str, float]) -> tuple[float, str, float]:
+    """(worst-case damage, its victim, mean damage) over the panel, straight from the records' numbers."""
+    damages = {a: (CLEAN[a] - x) / (CLEAN[a] - UNTRAINED) for a, x in attacked.items()}
+    worst = min(damages, key=damages.get)
+    return damages[worst], worst, sum(damages.values()) / len(damages)
+
+
+PANEL_NUMBERS = {  # attack -> accuracy left on each panel victim (FIXTURE and PANEL)
+    "cp-c@simclr": {"simclr": 60.0, "moco": 58.0, "byol": 55.0, "supervised": 15.0},
+    "ap-t": {"simclr": 70.0, "moco": 60.0, "byol": 65.0, "supervised": 9.87},
+    "ue-s": {"simclr": 70.0, "moco": 65.0, "byol": 60.0, "supervised": 70.0},
+}
 
 
 def check_expected(name: str, text: str) -> None:
@@ -230,22 +280,45 @@ def test_leaderboard_by_hand(results):
     e = by[("cp-s@simclr", "simclr/resnet18 cifar10->cifar10")]  # effectiveness and transfer_algorithms: one entry
     assert (e.ours, e.paper, e.clean, e.untrained, e.paper_clean) == (39.96, 44.9, 80.04, 30.0, 91.8)
     assert e.damage == pytest.approx((80.04 - 39.96) / (80.04 - 30.0))
+    cps = next(c for c in grid_cells("effectiveness", SCALE) if (c.row, c.column) == ("cp-s", "cifar10/simclr"))
+    assert (e.key, e.data) == (cps.victim.key, (f"cifar10 -> {TRAIN}",))
     assert len(lb.entries) == len(set(by))  # deduplicated
     assert by[("cp-s@simclr", "simclr/resnet18 cifar100->cifar100")].damage is None  # no untrained record
     ap = by[("ap-t", "supervised/resnet18 cifar10->cifar10")]
     assert (ap.ours, ap.clean, ap.paper) == (9.87, 92.33, 8.7)  # the tables' 8.7 (figure 1 says 6.3)
-    standings = [(r, s.attack, s.victims, s.worst, s.worst_victim) for r, s in lb.standings()]
-    assert standings == [(1, "ap-t", 1, 9.87, "supervised/resnet18 cifar10->cifar10"),
-                         (2, "cp-s@simclr", 3, 45.55, "simclr/resnet18 cifar10->stl10"),
-                         (3, "cp-s@moco", 1, 50.12, "moco/resnet18 cifar10->cifar10"),
-                         (4, "cp-c@simclr", 1, 60.0, "simclr/resnet18 cifar10->cifar10"),
-                         (5, "random", 1, 76.5, "simclr/resnet18 cifar10->cifar10")]
-    cps = dict((s.attack, s) for _, s in lb.standings())["cp-s@simclr"]
-    assert cps.paper_worst == 44.9
-    assert cps.worst_damage == pytest.approx((61.27 - 45.55) / (61.27 - 25.0))
-    assert lb.damage_ranks() == {"ap-t": 1, "cp-s@moco": 2, "cp-s@simclr": 3, "cp-c@simclr": 4, "random": 5}
-    ranked = [(r, e.attack, e.ours) for r, e in lb.ranked(e.victim)]
-    assert ranked == [(1, "cp-s@simclr", 39.96), (2, "cp-c@simclr", 60.0), (3, "random", 76.5)]
+    # no attack has the whole CIFAR-10 panel: none is ranked (the old ranking put ap-t first on one supervised
+    # victim and cp-s@moco third on one MoCo victim); each is listed with what it misses
+    assert lb.standings() == []
+    incomplete = {s.attack: (len(s.entries), s.missing) for s in lb.incomplete()}
+    assert incomplete["cp-s@simclr"] == (1, ("moco not measured", "byol not measured", "supervised not measured"))
+    assert incomplete["cp-s@moco"] == (1, ("simclr not measured", "byol not measured", "supervised not measured"))
+    assert incomplete["ap-t"] == (1, ("simclr not measured", "moco not measured", "byol not measured"))
+    assert "cp-s@byol" not in incomplete  # measured nowhere: "not measured yet"
+    assert [s.attack for s in lb.incomplete()][:1] == ["ap-t"]  # most measured first, then by name
+
+
+def test_leaderboard_ranks_on_the_panel_by_worst_case_damage_then_mean(panel_results):
+    lb = build_leaderboard(panel_results, SCALE)
+    expected = sorted(((*by_hand(x), a) for a, x in PANEL_NUMBERS.items()), key=lambda t: (-t[0], -t[2]))
+    got = [(r, s.attack, s.worst_damage, s.worst_victim, s.mean_damage) for r, s in lb.standings()]
+    assert [(r, a) for r, a, *_ in got] == [(1, "cp-c@simclr"), (2, "ap-t"), (3, "ue-s")]
+    for (rank, attack, worst, victim, mean), (w, v, m, a) in zip(got, expected):
+        assert (attack, victim) == (a, v) and worst == pytest.approx(w) and mean == pytest.approx(m)
+    # ap-t and ue-s tie on their worst case (70.0 on simclr): the mean damage decides
+    assert got[1][2] == pytest.approx(got[2][2]) and got[1][4] > got[2][4]
+    byol = next(s for s in lb.incomplete() if s.attack == "cp-s@simclr")
+    assert byol.missing == ("moco not measured", "byol not measured", "supervised not measured")
+    ext = next(s for s in lb.incomplete() if s.attack == EXT)
+    assert ext.external and ext.source_sha256 == EXT_SHA and len(ext.entries) == 1
+
+
+def test_an_undefined_damage_keeps_an_attack_off_the_ranking(panel_results):
+    cells = {(c.grid, c.row, c.column): c for c in grid_cells("all", SCALE)}
+    record_path(panel_results, SCALE, cells[("effectiveness", "none", "cifar10/byol")].victim.key).unlink()
+    lb = build_leaderboard(panel_results, SCALE)
+    assert lb.standings() == []
+    missing = {s.attack: s.missing for s in lb.incomplete()}
+    assert missing["ap-t"] == ("byol: no damage (clean not measured)",)
 
 
 def test_leaderboard_counts_waiting_victims_only_when_there_are_some(results):
@@ -257,22 +330,25 @@ def test_leaderboard_counts_waiting_victims_only_when_there_are_some(results):
 
 
 class Rows(HTMLParser):
-    """The text of every table row's cells."""
+    """The text of every table row's cells, in all tables (`rows`) and by table id (`tables`)."""
 
     def __init__(self):
         super().__init__()
-        self.rows, self.cell, self.tags = [], None, []
+        self.rows, self.cell, self.tags, self.tables, self.table = [], None, [], {}, None
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
-        if tag == "tr":
+        if tag == "table":
+            self.table = self.tables.setdefault(dict(attrs).get("id") or f"table{len(self.tables)}", [])
+        elif tag == "tr":
             self.rows.append([])
+            self.table.append(self.rows[-1])
         elif tag in ("td", "th"):
             self.cell = ""
 
     def handle_endtag(self, tag):
         if tag in ("td", "th"):
-            self.rows[-1].append(self.cell.strip())
+            self.rows[-1].append(" ".join(self.cell.split()))
             self.cell = None
 
     def handle_data(self, data):
@@ -280,30 +356,112 @@ class Rows(HTMLParser):
             self.cell += data
 
 
-def test_leaderboard_files_and_html(results):
-    lb = build_leaderboard(results, SCALE)
-    md, page = write_leaderboard(lb, results)
-    assert md == results / "leaderboard.md" and md.read_text() == render_markdown(lb)
-    check_expected("leaderboard.md", md.read_text())
-    text = page.read_text()
+def parse_rows(text: str) -> Rows:
     parser = Rows()
     parser.feed(text)
     parser.close()
-    assert text.startswith("<!DOCTYPE html>") and {"style", "script", "table"} <= set(parser.tags)
-    assert "src=" not in text and "href=" not in text and "http" not in text  # self-contained
-    rows = parser.rows
+    return parser
+
+
+def expected_overall_rows() -> list[list[str]]:
+    """The overall table's rows, computed from the records' numbers here, not by the leaderboard module."""
+    ranked = sorted(((*by_hand(x), a) for a, x in PANEL_NUMBERS.items()), key=lambda t: (-t[0], -t[2]))
+    return [["rank", "attack", "worst-case damage", "on victim", "mean damage", "worst-case accuracy", "origin"]] + [
+        [str(i + 1), a, f"{w:.2f}", v, f"{m:.2f}", f"{max(PANEL_NUMBERS[a].values()):.1f}", "built-in"]
+        for i, (w, v, m, a) in enumerate(ranked)]
+
+
+def check_page_rows(parser: Rows, lb) -> None:
+    """The rendered page's tables against the records (overall) and the leaderboard's entries (per victim)."""
+    assert parser.tables["overall-cifar10"] == expected_overall_rows()
+    incomplete = parser.tables["incomplete-cifar10"]
+    assert incomplete[0] == ["rank", "attack", "measured", "missing", "origin"]
+    assert ["-", EXT, "1 of 4", "moco not measured; byol not measured; supervised not measured",
+            f"external (sha256 {EXT_SHA[:12]})"] in incomplete
+    assert ["-", "cp-s@moco", "1 of 4", "simclr not measured; byol not measured; supervised not measured",
+            "built-in"] in incomplete
     for victim in lb.victims():
         for rank, e in lb.ranked(victim):
             assert [str(rank), e.attack, f"{e.ours:.1f}", "-" if e.paper is None else f"{e.paper:.1f}",
-                    "-" if e.damage is None else f"{e.damage:.2f}"] in rows
-    for rank, s in lb.standings():
-        assert [str(rank), s.attack, str(s.victims), f"{s.worst:.1f}", s.worst_victim] == \
-            next(r[:5] for r in rows if r[:2] == [str(rank), s.attack])
-    assert ["-", "cp-c@moco", "-", "60.9", "-"] in rows  # pending on simclr/resnet18 cifar10->cifar10, with the paper
-    assert ["-", "cp-s@byol", "-", "59.6", "-"] not in rows  # no byol victim is measured: no byol section
+                    "-" if e.damage is None else f"{e.damage:.2f}"] in parser.rows
+    assert ["-", "cp-c@moco", "-", "60.9", "-"] in parser.rows  # pending on simclr/resnet18 cifar10->cifar10
+    assert ["1", EXT, "65.0", "-", f"{(80.04 - 65.0) / (80.04 - 30.0):.2f}"] not in parser.rows  # cp-s@simclr is 1st
+    assert ["3", EXT, "65.0", "-", f"{(80.04 - 65.0) / (80.04 - 30.0):.2f}"] in parser.rows
+
+
+def test_leaderboard_files_and_html(panel_results):
+    lb = build_leaderboard(panel_results, SCALE)
+    md, page, data = write_leaderboard(lb, panel_results)
+    assert [p.name for p in (md, page, data)] == ["leaderboard.md", "leaderboard.html", "leaderboard.json"]
+    assert md.read_text() == render_markdown(lb) and data.read_text() == render_json(lb)
+    check_expected("leaderboard.md", md.read_text())
+    text = page.read_text()
+    parser = parse_rows(text)
+    assert text.startswith("<!DOCTYPE html>") and {"style", "script", "table"} <= set(parser.tags)
+    assert "src=" not in text and "href=" not in text and "http" not in text  # self-contained
+    check_page_rows(parser, lb)
+    assert ["-", "cp-s@moco", "-", "21.8", "-"] not in parser.rows  # no attack on cifar100/moco: no section
+
+
+def chromium() -> str | None:
+    return next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
+
+
+def test_leaderboard_page_in_headless_chromium(panel_results, tmp_path):
+    """The HTML leaderboard as a real browser shows it: a screenshot, then the rows read back from the page."""
+    browser = chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
+    lb = build_leaderboard(panel_results, SCALE)
+    _, page, _ = write_leaderboard(lb, panel_results)
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400"]
+    shot = tmp_path / "leaderboard.png"
+    run = subprocess.run([*flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True,
+                         timeout=180)
+    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        assert im.size == (1200, 2400)
+        lo, hi = im.convert("L").getextrema()
+        assert hi - lo > 100  # text on a background, not a blank page
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0 and "<table" in dom.stdout, dom.stderr[-2000:]
+    check_page_rows(parse_rows(dom.stdout), lb)
+
+
+def test_leaderboard_json_lists_ranked_entries_with_their_records(panel_results, capsys):
+    assert bench(["leaderboard", "--scale", SCALE, "--results", str(panel_results), "--format", "json"]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads(printed)
+    assert printed == (panel_results / "leaderboard.json").read_text()
+    assert (doc["format"], doc["scale"], doc["metric"]) == ("cp-bench-leaderboard/1", SCALE, "probe_best")
+    assert doc["panels"] == {"cifar10": [f"{a}/resnet18 cifar10->cifar10" for a in CLEAN]}
+    ranked = sorted(((*by_hand(x), a) for a, x in PANEL_NUMBERS.items()), key=lambda t: (-t[0], -t[2]))
+    assert [(r["rank"], r["attack"], r["worst_victim"]) for r in doc["ranked"]] == \
+        [(i + 1, a, v) for i, (_, v, _, a) in enumerate(ranked)]
+    first = doc["ranked"][0]
+    assert first["worst_damage"] == round(ranked[0][0], 4) and first["external"] is False
+    cells = {(c.grid, c.row, c.column): c for c in grid_cells("all", SCALE)}
+    simclr = first["victims"][0]
+    assert simclr["victim"] == {"algorithm": "simclr", "arch": "resnet18", "dataset": "cifar10", "probe": "cifar10"}
+    assert simclr["record"] == cells[("effectiveness", "cp-c", "cifar10/simclr")].victim.key
+    assert simclr["clean_record"] == cells[("effectiveness", "none", "cifar10/simclr")].victim.key
+    assert simclr["untrained_record"] == cells[("effectiveness", "untrained", "cifar10/simclr")].victim.key
+    assert (simclr["accuracy"], simclr["clean"], simclr["untrained"]) == (60.0, 80.04, 30.0)
+    assert simclr["data"] == [f"cifar10 -> {TRAIN}"]
+    for r in doc["ranked"]:  # every record a ranked entry names is a record on disk
+        for v in r["victims"]:
+            for key in (v["record"], v["clean_record"], v["untrained_record"]):
+                assert record_path(panel_results, SCALE, key).is_file()
+    ext = next(s for s in doc["incomplete"] if s["attack"] == EXT)
+    assert ext["external"] is True and ext["source_sha256"] == EXT_SHA and ext["rank"] is None
+    assert ext["victims"][0]["source_sha256"] == EXT_SHA and len(ext["missing"]) == 3
 
 
 def test_leaderboard_command(results, capsys):
     assert bench(["leaderboard", "--scale", SCALE, "--results", str(results)]) == 0
     out = capsys.readouterr().out
     assert out.startswith((results / "leaderboard.md").read_text()) and (results / "leaderboard.html").is_file()
+    assert json.loads((results / "leaderboard.json").read_text())["ranked"] == []  # no attack has the panel

@@ -80,6 +80,17 @@ MODELS: dict[str, ModelSettings] = {
 }
 
 
+def add_recipe(algorithm: str, train: dict[str, TrainConfig], settings: dict[str, dict] | None = None) -> None:
+    """Register the recipe of a new algorithm: its TrainConfig (and constructor settings) at each scale;
+    a scale left out cannot train it."""
+    unknown = sorted(set(train) - set(MODELS))
+    if unknown:
+        raise UnknownNameError("scale", unknown[0], list(MODELS))
+    for scale, config in train.items():
+        MODELS[scale].train[algorithm] = config
+        MODELS[scale].algorithm_settings[algorithm] = dict((settings or {}).get(scale, {}))
+
+
 def model_settings(scale: str) -> ModelSettings:
     if scale not in MODELS:
         raise UnknownNameError("scale", scale, list(MODELS))

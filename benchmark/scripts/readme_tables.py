@@ -1,8 +1,9 @@
-"""Paste the generated mini tables into the README between their markers (run after `bench tables`).
+"""Paste the generated mini tables into the README and docs/evidence.md between their markers (run after
+`bench tables`).
 
     python benchmark/scripts/readme_tables.py [--scale mini]
 
-Each `<!-- table:GRID -->` ... `<!-- /table:GRID -->` block of README.md is replaced by the table and the
+Each `<!-- table:GRID -->` ... `<!-- /table:GRID -->` block of those files is replaced by the table and the
 agreement line of results/tables/<scale>/GRID.md; tests/test_readme.py checks that they agree.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+FILES = ("README.md", "docs/evidence.md")
 
 
 def table_block(generated: str) -> str:
@@ -35,8 +37,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="mini")
     args = parser.parse_args()
-    path = REPO / "README.md"
-    path.write_text(update(path.read_text(), args.scale, REPO / "results" / "tables"))
+    for name in FILES:
+        path = REPO / name
+        path.write_text(update(path.read_text(), args.scale, REPO / "results" / "tables"))
 
 
 if __name__ == "__main__":

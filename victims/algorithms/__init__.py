@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..plugins import GROUPS
 from ..registry import Registry
 from .base import Algorithm, MomentumAlgorithm
 from .byol import BYOL
@@ -15,9 +16,27 @@ for _cls in (SimCLR, MoCo, BYOL, Supervised):
     ALGORITHMS.register(_cls.name)(_cls)
 
 
+def _adopt_algorithm(name: str, obj: object) -> type[Algorithm]:
+    """A plugin's entry point object: an `Algorithm` subclass, named by the entry point."""
+    if not (isinstance(obj, type) and issubclass(obj, Algorithm)):
+        raise TypeError(f"an algorithm entry point must name an Algorithm subclass or a module that registers "
+                        f"one in ALGORITHMS, not {obj!r}")
+    obj.name = name
+    return obj
+
+
+ALGORITHMS.plugins_from(GROUPS["algorithm"], _adopt_algorithm)  # the four above are built-in
+
+
+def contrastive_algorithms() -> list[str]:
+    """The registered contrastive algorithms, in registration order (the paper's three first)."""
+    return [name for name in ALGORITHMS if ALGORITHMS.get(name).contrastive]
+
+
 def build_algorithm(name: str, encoder: nn.Module, num_classes: int, **settings) -> Algorithm:
     """Wrap `encoder` in algorithm `name` with its heads; `settings` override the paper's defaults."""
     return ALGORITHMS.get(name)(encoder, num_classes, **settings)
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "MomentumAlgorithm", "BYOL", "MoCo", "SimCLR", "Supervised", "build_algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "MomentumAlgorithm", "BYOL", "MoCo", "SimCLR", "Supervised", "build_algorithm",
+           "contrastive_algorithms"]

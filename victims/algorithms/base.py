@@ -17,7 +17,8 @@ class Algorithm(nn.Module):
     """
 
     name: ClassVar[str]
-    contrastive: ClassVar[bool] = True
+    contrastive: ClassVar[bool] = True  # trained on two views without labels (a column of the CL tables)
+    gpu_hours: ClassVar[float] = 8.0  # rough cost of one victim at the paper scale on CIFAR-10 (A100 hours)
 
     def __init__(self, encoder: nn.Module):
         super().__init__()

@@ -15,6 +15,7 @@ class BYOL(MomentumAlgorithm):
     target) lets an attack's gradient reach the views through the target branch too."""
 
     name = "byol"
+    gpu_hours = 10.0
 
     def __init__(self, encoder: nn.Module, num_classes: int = 0, *, momentum: float = 0.999,
                  hidden_dim: int = 4096, out_dim: int = 256, state_updates: str = "forward",

@@ -11,6 +11,7 @@ from .base import Algorithm
 class Supervised(Algorithm):
     name = "supervised"
     contrastive = False
+    gpu_hours = 1.0
 
     def __init__(self, encoder: nn.Module, num_classes: int):
         super().__init__(encoder)

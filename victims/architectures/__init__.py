@@ -9,6 +9,7 @@ from typing import Callable
 
 from torch import nn
 
+from ..plugins import GROUPS
 from ..registry import Registry, UnknownNameError
 from .densenet import densenet121
 from .mobilenet import mobilenetv2
@@ -30,6 +31,17 @@ for _name, _builder in [
 ]:
     ARCHITECTURES.register(_name)(_builder)
 del _name, _builder
+
+
+def _adopt_architecture(name: str, obj: object) -> Callable[..., nn.Module]:
+    """A plugin's entry point object: a builder `f(*, stem, width) -> nn.Module` with a `feature_dim`."""
+    if not callable(obj) or (isinstance(obj, type) and not issubclass(obj, nn.Module)):
+        raise TypeError(f"an architecture entry point must name a builder f(*, stem, width) -> nn.Module, "
+                        f"not {obj!r}")
+    return obj
+
+
+ARCHITECTURES.plugins_from(GROUPS["architecture"], _adopt_architecture)  # the five above are built-in
 
 
 def arch_names() -> list[str]:
