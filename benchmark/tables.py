@@ -17,11 +17,12 @@ import pandas as pd
 from tabulate import DataRow, Line, TableFormat, tabulate
 
 from attacks.external import is_external
+from attacks.spec import AttackSpec
 
 from .grids import GRIDS, Cell, grid_cells
 from .paper import paper_values
 from .records import read_record, read_records, record_path
-from .specs import CONTROL
+from .specs import CONTROL, VictimSpec
 
 METRICS = ("probe_best", "probe_final", "knn")
 FORMATS = ("md", "latex", "html", "csv")
@@ -49,14 +50,16 @@ def cell_metric(record: dict | None, probe: str, metric: str = "probe_best") -> 
 
 
 class RecordCache:
-    """Reads each record once; `get` returns None for a missing or unreadable record."""
+    """Reads each record once; `get` returns None for a missing or unreadable record, and for one made with
+    other settings or data than the code's of now (an out-of-date record is not shown as a result)."""
 
     def __init__(self, results: Path, scale: str):
         self.results, self.scale, self._records = Path(results), scale, {}
 
     def get(self, key: str) -> dict | None:
         if key not in self._records:
-            self._records[key] = read_record(record_path(self.results, self.scale, key))
+            record = read_record(record_path(self.results, self.scale, key))
+            self._records[key] = record if record is not None and is_current(record) else None
         return self._records[key]
 
     def external_rows(self) -> list[str]:
@@ -66,6 +69,25 @@ class RecordCache:
                                      if is_external(attack := ((r.get("victim") or {}).get("poison") or {})
                                                     .get("attack"))})
         return self._external
+
+
+def is_current(record: dict) -> bool:
+    """Whether a victim record was made with the settings and data its victim gets from the code of now."""
+    from .plan import same_settings
+    from .scales import get_scale
+    from .victim_job import victim_settings
+
+    try:
+        fields = dict(record["victim"])
+        poison = fields.get("poison")
+        spec = VictimSpec(**{**fields, "poison": AttackSpec.from_dict(poison) if poison else None})
+        expected = victim_settings(spec)
+        described = get_scale(spec.scale).describe_data(spec.dataset)
+    except (KeyError, TypeError, ValueError):  # e.g. an algorithm or data set no longer registered
+        return False
+    return same_settings(record.get("settings", {}), expected) and \
+        record.get("data", {}).get("stands_for") == described
+
 
 
 @dataclass(frozen=True)
