@@ -9,7 +9,6 @@ import csv
 import html
 import io
 import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pandas as pd
 from tabulate import DataRow, Line, TableFormat, tabulate
 
 from attacks.external import is_external
+from victims.atomic import write_text_atomic
 
 from .grids import GRIDS, Cell, grid_cells
 from .paper import paper_values
@@ -319,13 +319,6 @@ def render(tables: list[Table], fmt: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- writing
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
-
 
 def summary_frame(tables: list[Table], previous: Path | None = None) -> pd.DataFrame:
     """The agreement of each table (rows of other grids kept from `previous`), in the grids' order."""
