@@ -337,12 +337,15 @@ def summary_frame(tables: list[Table], previous: Path | None = None) -> pd.DataF
     return pd.DataFrame(ordered, columns=SUMMARY_COLUMNS)
 
 
-def write_tables(tables: list[Table], folder: Path, extra_format: str | None = None) -> list[Path]:
-    """Write `<grid>.md` and `<grid>.tex` (and `<grid>.<extra_format>`) of each table and update
-    `summary.csv` in `folder`, each file atomically; returns the paths written."""
+WRITTEN_FORMATS = ("md", "latex", "csv")  # written together, so that no file goes stale beside the others
+
+
+def write_tables(tables: list[Table], folder: Path) -> list[Path]:
+    """Write `<grid>.md`, `<grid>.tex` and `<grid>.csv` of each table and update `summary.csv` in `folder`,
+    each file atomically; returns the paths written."""
     written = []
     for t in tables:
-        for fmt in dict.fromkeys(["md", "latex"] + ([extra_format] if extra_format else [])):
+        for fmt in WRITTEN_FORMATS:
             path = folder / f"{t.grid}.{EXTENSIONS[fmt]}"
             write_text_atomic(path, render([t], fmt))
             written.append(path)

@@ -1,4 +1,4 @@
-"""Paste the generated mini tables into the README between their markers (run after `bench tables`).
+"""Paste the generated mini tables into the README between their markers (run after `bench tables --grid all --scale mini --write`).
 
     python benchmark/scripts/readme_tables.py [--scale mini]
 
