@@ -33,7 +33,7 @@ def job_result(plan: Plan, job: Job, results=None, store=None) -> str:
     if job.kind == "poison":
         report = poison_report(job.attack, store) or {}
         seconds = report.get("seconds_this_run")
-        return f"checksum {str(report.get('checksum', '?'))[:12]}" + (f", made in {seconds} s" if seconds else "")
+        return f"checksum {str(report.get('checksum', '?'))[:12]}" + (f", made in {seconds} s" if seconds is not None else "")
     record = read_record(record_path(results_root(results), plan.scale, job.key)) or {}
     values = []
     for cell in (c for c in plan.cells if c.victim.key == job.key):
