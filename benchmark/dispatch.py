@@ -99,7 +99,7 @@ def dispatch(plan: Plan, options: DispatchOptions, *, data_root=None, store=None
             return JobCall(job, data_root, store_path, results_path, options.threads)
 
         return submit_slurm(plan, pending, earlier, states, executor, folder, options, slurm_call, store=store,
-                            wait=wait)
+                            results=results, wait=wait)
 
     threads = job_threads(options.threads, options.parallel)
 

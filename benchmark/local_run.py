@@ -74,7 +74,8 @@ def run_local(plan: Plan, jobs: list[Job], earlier: dict[str, Job], submit: Call
             error = outcome(sub, plan.scale, store)
             if error is not None:
                 failed.add(sub.job.key)
-            progress.finish(sub.job, error)
+            paths = getattr(sub.handle, "paths", None)
+            progress.finish(sub.job, error, str(paths.stderr) if paths is not None and error is not None else None)
             unfinished.discard(sub.job.key)
     if jobs:
         progress.summary()

@@ -80,20 +80,22 @@ class Progress:
         self.running[job.key] = time.monotonic()
         self.tick()
 
-    def finish(self, job: Job, error: str | None = None) -> None:
-        """A job ended: `error` is the last line of its error, None when it succeeded."""
+    def finish(self, job: Job, error: str | None = None, log: str | None = None) -> None:
+        """A job ended: `error` is the last line of its error, None when it succeeded; `log`: its error log."""
         started = self.running.pop(job.key, None)
         seconds = time.monotonic() - started if started is not None else 0.0
         if error is None:
             self.done += 1
-            self.durations.append(seconds)
+            if started is not None:  # seen start (on Slurm a short job may end between two looks)
+                self.durations.append(seconds)
             what = job_result(self.plan, job, self.results, self.store)
             self._print(f"{self.counts()} done {job.name} ({clock(seconds)}): {what}")
         else:
             self.failed += 1
             cells = job_cells(self.plan, job)
             self._print(f"{self.counts()} FAILED {job.name} ({clock(seconds)}): {error}"
-                        + (f" [cells: {', '.join(cells[:4])}{' ...' if len(cells) > 4 else ''}]" if cells else ""))
+                        + (f" [cells: {', '.join(cells[:4])}{' ...' if len(cells) > 4 else ''}]" if cells else "")
+                        + (f" (log: {log})" if log and log != "-" else ""))
 
     def not_run(self, job: Job, why: str) -> None:
         self.failed += 1

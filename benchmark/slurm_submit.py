@@ -14,6 +14,7 @@ from . import status as status_mod
 from .jobs import JobCall, Submission
 from .ledger import read_ledger, record_failure, write_ledger
 from .plan import Job, Plan
+from .progress import Progress
 from .slurm import job_request
 
 POLL_S = 2.0  # how often states are read at first (then less often, up to:)
@@ -22,7 +23,7 @@ SLURM_POLL_MAX_S = 30.0
 
 def submit_slurm(plan: Plan, pending: list[Job], earlier: dict[str, Job], states: dict[str, Any], executor,
                  folder: Path, options, make_call: Callable[[Job], JobCall], *, store=None,
-                 wait: bool = True) -> list[Submission]:
+                 results=None, wait: bool = True) -> list[Submission]:
     """Cancel the jobs blocked behind a failed poison job, submit the poisons, the poisons made from them (CP-S
     after CP-C) and the victims as arrays, each afterok on what it needs; then wait unless `wait` is False."""
     slurm_jobs.quiet_sacct_warnings()
@@ -40,7 +41,8 @@ def submit_slurm(plan: Plan, pending: list[Job], earlier: dict[str, Job], states
         subs = submit_arrays(plan, group, ids, executor, folder, options, make_call, sent, store)
         ids.update({s.job.key: str(s.handle.job_id) for s in subs})
     if wait:
-        wait_slurm(plan, [s.job for s in sent] + list(earlier.values()), store)
+        wait_slurm(plan, [s.job for s in sent] + list(earlier.values()), store, results=results,
+                   parallel=options.slurm.get("array_parallelism", options.parallel))
     return sent
 
 
@@ -91,11 +93,13 @@ def refused_submissions(folder: Path, submitted: list[Submission]) -> Iterator[N
         raise SystemExit(f"bench run: Slurm refused the job: {lines[-1] if lines else err}{left}") from None
 
 
-def wait_slurm(plan: Plan, jobs: list[Job], store) -> None:
+def wait_slurm(plan: Plan, jobs: list[Job], store, *, results=None, parallel: int = 1) -> None:
     """Wait until each Slurm job has reached a final state, reading states from squeue (not sacct, which
-    needs an accounting database); a job whose poison job can never succeed is cancelled (the next
-    `bench run` submits it again with its poison), a failed job's reason is kept for `bench status`."""
+    needs an accounting database), with a progress line per job that ends; a job whose poison job can never
+    succeed is cancelled (the next `bench run` submits it again with its poison), a failed job's reason is
+    kept for `bench status`."""
     watching = {j.key: j for j in jobs}
+    progress = Progress(plan, len(jobs), parallel, store=store, results=results)
     ended_badly: set[str] = set()
     started = time.monotonic()
     while watching:
@@ -106,6 +110,8 @@ def wait_slurm(plan: Plan, jobs: list[Job], store) -> None:
             seen = {}
         for key, job in list(watching.items()):
             info = seen.get(ids[key])
+            if info is not None and info.state in slurm_jobs.RUNNING and key not in progress.running:
+                progress.start(job)
             if info is not None and (info.state in slurm_jobs.RUNNING or (
                     not info.final and not info.never_runs and job.depends_on not in ended_badly)):
                 continue  # running, or queued and able to run
@@ -118,9 +124,14 @@ def wait_slurm(plan: Plan, jobs: list[Job], store) -> None:
                 ended_badly.add(key)
                 line = record_failure(store, plan.scale, job, RuntimeError(
                     f"cancelled by bench run: blocked by {status.blocked_by} (its poison job can never succeed)"))
-                print(f"job {job.name} {line}; the next `bench run` submits it again with its poison")
+                progress.finish(job, f"{line}; the next `bench run` submits it again with its poison")
             elif status.state == "failed":
                 ended_badly.add(key)
-                print(f"job {job.name} failed: {record_failure(store, plan.scale, job, RuntimeError(status.error))}")
+                progress.finish(job, record_failure(store, plan.scale, job, RuntimeError(status.error)), status.log)
+            else:
+                progress.finish(job, None if status.state == "done" else f"ended {status.shown}: {status.error}")
         if watching:
+            progress.tick()
             time.sleep(min(SLURM_POLL_MAX_S, max(POLL_S, (time.monotonic() - started) / 20)))
+    if jobs:
+        progress.summary()

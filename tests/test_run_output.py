@@ -38,6 +38,7 @@ def test_a_run_prints_a_line_per_finished_or_failed_job_with_its_cells_and_resul
     assert len(done) == 1 and len(failed) == 1, out
     assert f"motivation none/simclr: {accuracy:.1f}%" in done[0]  # the cell and its probe accuracy
     assert "planted failure in the moco victim" in failed[0] and "motivation none/moco" in failed[0]
+    assert re.search(r"\(log: \S+_log\.err\)$", failed[0])  # where the whole error is
     # the counts, with elapsed time (and, once a job has finished, an estimate of what is left)
     assert re.match(r"\[1/2 done, 0 running, 0 failed, 1 pending; \d+:\d\d elapsed, ~\d+:\d\d left\] done ", done[0])
     assert re.match(r"\[1/2 done, 0 running, 1 failed, 0 pending; \d+:\d\d elapsed\] FAILED ", failed[0])
