@@ -16,8 +16,8 @@ import submitit
 
 from . import status as status_mod
 from .jobs import JobCall, Submission
-from .ledger import read_ledger, write_ledger  # noqa: F401 - where callers of dispatch find the ledger
-from .local_run import run_local, run_order  # noqa: F401
+from .ledger import write_ledger
+from .local_run import run_local
 from .paths import store_root
 from .plan import Job, Plan
 from .records import results_root

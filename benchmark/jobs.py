@@ -23,7 +23,8 @@ class JobCall(submitit.helpers.Checkpointable):
         from victims.distributed import init_from_env, rank
 
         from . import victim_job
-        from .poison_job import make_poison, poison_report
+        from .poison_job import make_poison
+        from .poison_store import poison_report
         from .slurm_jobs import quiet_sacct_warnings
         from .specs import EvalSpec
 
