@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from victims.atomic import atomic_path
 from victims.poisoning import Perturbation, apply_delta
 
 from .spec import AttackSpec
@@ -122,21 +122,13 @@ class Poison:
             fail(f"|delta| reaches {int(d.abs().max())} pixels, over the bound eps*255 = {self.eps_pixels}")
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a safetensors file atomically (temp file in the same folder, then os.replace)."""
+        """Write a safetensors file atomically (temp file in the same folder, fsync, rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "per": self.per, "eps": repr(float(self.eps)),
                 "spec": _json(self.spec), "checksum": self.checksum}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({"delta": self.delta.contiguous(), "index": self.index.contiguous()}, tmp, metadata=meta)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path, fsync=True) as tmp:
+            save_file({"delta": self.delta.contiguous(), "index": self.index.contiguous()}, str(tmp), metadata=meta)
         return path
 
     @classmethod

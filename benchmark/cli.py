@@ -17,8 +17,17 @@ if TYPE_CHECKING:
     from .plan import Plan
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Plan a grid's jobs, skip the done ones, check data and folders, submit the rest (--dry-run: print)."""
+    from .run_command import run_grid
+
+    return run_grid(args)
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     """List every data set, where it was found (or why not), its splits, sizes and classes."""
+    from .preflight import how_to_provide
+
     roots = data_roots(args.data_root)
     print(f"data roots: {', '.join(map(str, roots)) or f'(none: pass --data-root or set {DATA_ENV})'}")
     rows, problems = [], []
@@ -42,7 +51,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             "partial" if any(s != "missing" for s in sizes.values()) else "not found"
         rows.append([name, info.title, status, where or "-", sizes["train"], sizes["test"], classes or "-"])
         if status != "found" and not args.verbose:
-            problems.append(f"{name}: provide {info.how_to}")
+            problems.append(how_to_provide(name))
     print(tabulate(rows, headers=["name", "data set", "status", "where", "train", "test", "classes"]))
     if problems:
         print("\nnot found" + ("" if args.verbose else " (bench datasets -v lists every path tried and how to provide it)")
@@ -54,6 +63,7 @@ def cmd_victim(args: argparse.Namespace) -> int:
     """Train and evaluate one victim, write its record, print its metrics."""
     from victims.distributed import init_from_env, rank
 
+    from .poison_job import make_poison
     from .specs import EvalSpec, VictimSpec
     from .victim_job import run_victim
 
@@ -64,8 +74,10 @@ def cmd_victim(args: argparse.Namespace) -> int:
     poison = attack_spec(args.attack, args.dataset, args.algorithm, args.scale)  # made with ResNet-18, as in the paper
     spec = VictimSpec(args.algorithm, args.arch, args.dataset, poison, scale=args.scale, seed=args.seed)
     eval_spec = EvalSpec(tuple(args.eval or [args.dataset]))
-    record = run_victim(spec, eval_spec, data_root=args.data_root, store=args.store, results=args.results,
-                        device=args.device)
+    made = make_poison(poison, data_root=args.data_root, store=args.store, device=args.device) \
+        if poison is not None and not poison.is_clean else None
+    record = run_victim(spec, eval_spec, poison=made, data_root=args.data_root, store=args.store,
+                        results=args.results, device=args.device)
     if rank() != 0:
         return 0
     rows = [[name, f"{m['probe_best']:.2f}", f"{m['probe_final']:.2f}", f"{m['knn']:.2f}",
@@ -270,111 +282,6 @@ def cmd_import_poison(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_results_writable(results) -> None:
-    """Fail before submitting anything when the results folder cannot be written."""
-    import tempfile
-
-    from .records import results_root
-
-    folder = results_root(results)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise SystemExit(f"bench run: the results folder {folder} is not writable ({err.strerror}); "
-                         f"pass --results DIR or set BENCH_RESULTS to a writable folder") from None
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    """Plan a grid's jobs, skip the done ones, submit the rest (or print the plan with --dry-run)."""
-    from attacks.external import is_external
-
-    from .dispatch import DispatchOptions, dispatch
-    from .grids import distinct_jobs, grid_cells
-    from .plan import Job, make_plan, missing_imports
-    from .poison_job import missing_import
-
-    plan = make_plan(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
-                     columns=args.columns)
-    selected = {(c.grid, c.row, c.column) for c in plan.cells}
-    external = [r for r in args.rows or () if is_external(r)]
-    paper_poisons, paper_victims = distinct_jobs([c for c in grid_cells(args.grid, "paper", external)
-                                                  if (c.grid, c.row, c.column) in selected])
-    paper_hours = sum(Job("poison", k, attack=a).gpu_hours for k, a in paper_poisons.items()) + \
-        sum(Job("victim", k, victim=v).gpu_hours for k, v in paper_victims.items())
-    print(f"grid {args.grid} at the {args.scale} scale: {len(plan.cells)} cells, {len(plan.jobs)} jobs "
-          f"({len(plan.done)} done, {len(plan.pending)} to run)")
-    for attack, cells in plan.skipped.items():
-        print(f"  skipped: {len(cells)} cells of attack {attack!r}, which is not registered yet")
-    missing = missing_imports(plan)
-    for spec in missing:
-        print(f"  not imported: {spec.attack} for {spec.dataset} (run `bench import-poison` first)")
-    slurm_params = None
-    if args.cluster == "slurm":
-        from .slurm import slurm_parameters
-
-        slurm_params = slurm_parameters(args)
-    if args.dry_run:
-        print_dry_run(plan, slurm_params)
-        print(f"estimate at the paper scale: {paper_hours:,.0f} GPU hours for these cells' {len(paper_poisons)} "
-              f"poisons and {len(paper_victims)} victims (rough, one A100-class GPU; table in benchmark/plan.py)")
-        return 0
-    if missing:
-        raise SystemExit("bench run: nothing submitted: " + "; ".join(missing_import(m, args.store) for m in missing))
-    check_results_writable(args.results)
-    options = DispatchOptions(args.cluster, parallel=args.parallel, gpus_per_job=args.gpus_per_job)
-    if args.cluster == "slurm":
-        from .slurm import check_controller, check_submission
-
-        check_controller()
-        options.max_time_min = check_submission(slurm_params)
-        options.slurm = slurm_params
-    submissions = dispatch(plan, options, data_root=args.data_root, store=args.store, results=args.results)
-    after = make_plan(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
-                      columns=args.columns)
-    print(f"submitted {len(submissions)} jobs; now {len(after.done)} of {len(after.jobs)} jobs done "
-          f"(bench cells --grid {args.grid} --scale {args.scale} shows every cell)")
-    print_left(after, args.store)
-    return 0 if len(after.done) == len(after.jobs) else 1
-
-
-def print_dry_run(plan: Plan, slurm_params: dict | None) -> None:
-    """The plan's jobs; on Slurm also the time limit and memory each job would ask for."""
-    columns = ["job", "kind", "state", "after", "probes"]
-    rows = [[j.name, j.kind, "done" if j.key in plan.done else "pending",
-             next((d.name for d in plan.jobs if d.key == j.depends_on), "-"), ",".join(j.probes) or "-"]
-            for j in plan.jobs]
-    if slurm_params is not None:
-        from .slurm import job_request
-
-        columns += ["time (min)", "mem (GB)"]
-        for row, job in zip(rows, plan.jobs):
-            request = job_request([job], slurm_params)
-            row += [request["timeout_min"], request["mem_gb"]]
-    print(tabulate(rows, headers=columns))
-    if slurm_params is not None:
-        time_from = "from --time or the profile" if slurm_params.get("timeout_min") is not None else \
-            "from the scale's job size (2 x the expected minutes + 5, 10 min to 24 h, at most the partition's limit)"
-        mem_from = "from --mem-gb or the profile" if slurm_params.get("mem_gb") is not None else \
-            "from the scale's job size"
-        print(f"Slurm: time limit {time_from}; memory {mem_from}; a job array asks for its largest job's; a job "
-              "past its limit is requeued and resumes from its checkpoint")
-
-
-def print_left(plan: Plan, store) -> None:
-    """Each job not done after a run, with its state and why."""
-    from .status import job_status
-
-    left = [(job, job_status(job, plan, store)) for job in plan.jobs if job.key not in plan.done]
-    for job, status in left:
-        why = f": {status.error}" if status.error else ""
-        print(f"  left: {job.name} {status.shown} (job {status.job_id}){why}")
-    if left:
-        print("  the next `bench run` submits the failed, blocked and pending jobs again and waits for the running "
-              "and queued ones; `bench status` shows every cell")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from attacks import ATTACKS
 
@@ -493,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and a GPU-hour estimate, submit nothing")
     p.add_argument("--parallel", type=int, default=1, help="jobs at a time (local) / array parallelism (slurm)")
     p.add_argument("--gpus-per-job", type=int, default=0, help="run each job as N processes under torch.distributed")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads per local job (default: $OMP_NUM_THREADS "
+                   "when set, else the cores shared out among the --parallel jobs)")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
     slurm = p.add_argument_group("slurm", "with --cluster slurm: a profile (slurm/profiles/NAME.toml) and overrides")
     slurm.add_argument("--profile", help="profile name or path")

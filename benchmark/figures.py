@@ -13,7 +13,6 @@ from the drawing. matplotlib (Agg) and scikit-learn are imported only when a fig
 from __future__ import annotations
 
 import argparse
-import os
 import textwrap
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,16 +24,19 @@ import torch
 
 from attacks import ATTACKS, Poison, PoisonError
 from victims.algorithms import ALGORITHMS
+from victims.atomic import atomic_path
+from victims.distributed import default_device
 from victims.recipes import build_model
 
 from .data import DatasetNotFoundError, ImageData
 from .grids import GRIDS, attack_spec
-from .poison_job import load_poison, poison_path
+from .poison_store import load_poison, poison_path
 from .records import read_records, results_root
 from .scales import get_scale
 from .specs import SCALES
 from .tables import Table, build_tables, caption
-from .victim_job import default_device, load_split, victim_checkpoint
+from .splits import load_split
+from .victim_job import victim_checkpoint
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -73,10 +75,9 @@ def save_figure(fig: Figure, folder: Path, name: str) -> list[Path]:
     written = []
     for fmt in FORMATS:
         path = folder / f"{name}.{fmt}"
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         metadata = {"CreationDate": None} if fmt == "pdf" else {}
-        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
         written.append(path)
     pyplot().close(fig)
     return written

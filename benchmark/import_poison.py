@@ -3,7 +3,7 @@
 The file is read without unpickling anything (NumPy with allow_pickle=False, safetensors, torch with
 weights_only=True, or a folder of images), interpreted against the clean split of the data set at the
 scale (its layout, units, per sample or per class, its order), checked (shape, finite values, the eps bound,
-the order) and only then stored where `poison_job.poison_path` looks for the poison of
+the order) and only then stored where `poison_store.poison_path` looks for the poison of
 `external_spec(NAME, dataset, scale)`, with a small JSON report beside it. See docs/import.md.
 """
 from __future__ import annotations
@@ -22,10 +22,10 @@ from attacks.poison import eps_to_pixels
 
 from .data import ImageData
 from .data.layouts import IMAGE_SUFFIXES, _decode
-from .poison_job import poison_path
+from .poison_store import poison_path
 from .records import now, write_json_atomic
 from .scales import get_scale
-from .victim_job import load_split
+from .splits import load_split
 
 UNITS = ("auto", "0-1", "0-255")
 CONTENTS = ("auto", "delta", "images")

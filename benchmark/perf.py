@@ -14,12 +14,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from victims.algorithms import build_algorithm
 from victims.architectures import build_architecture
 from victims.augment import contrastive_augment, to_float
+from victims.distributed import default_device
 from victims.normalization import normalization_for
 from victims.train import Trainer
 
 from .data import ImageData, load_dataset
 from .scales import get_scale
-from .victim_job import default_device, load_split
+from .splits import load_split
 
 
 class PilViews(Dataset):

@@ -11,7 +11,7 @@ from victims.train import outcome_settings
 from attacks.spec import AttackSpec
 
 from .grids import Cell, grid_cells
-from .poison_job import load_poison
+from .poison_store import load_poison
 from .records import read_record, record_path, results_root
 from .scales import get_scale
 from .specs import CONTROL, VictimSpec

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from victims.atomic import write_text_atomic
+
 RECORD_FORMAT = 1
 RESULTS_ENV = "BENCH_RESULTS"
 
@@ -25,10 +27,8 @@ def record_path(results: Path, scale: str, key: str) -> Path:
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    """Write `obj` as indented JSON to `path` atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
 def read_record(path: Path) -> dict | None:

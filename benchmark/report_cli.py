@@ -12,8 +12,9 @@ LEADERBOARD_FORMATS = ("md", "html", "json")
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    """Print the grid's table(s) in --format; write <grid>.md, <grid>.tex and summary.csv (default folder:
-    <results>/tables/<scale>/; also <grid>.html or .csv when that is the format asked for)."""
+    """Print the grid's table(s) in --format, and write nothing. With --write (or --out DIR), also regenerate
+    the files: every table's <grid>.md, .tex and .csv and summary.csv, all together (default folder:
+    <results>/tables/<scale>/)."""
     from .grids import GRIDS
     from .tables import build_tables, render, write_tables
 
@@ -21,9 +22,10 @@ def cmd_tables(args: argparse.Namespace) -> int:
     results = results_root(args.results)
     tables = build_tables(args.grid, args.scale, results, args.metric)
     print(render(tables, args.format), end="")
+    if not (args.write or args.out):
+        return 0
     folder = Path(args.out) if args.out else results / "tables" / args.scale
-    extra = args.format if args.format in ("html", "csv") else None
-    written = write_tables(tables, folder, extra)
+    written = write_tables(tables, folder)
     if args.format != "csv":  # keep the CSV on stdout clean for pipes
         print(f"\nwrote {len(written)} files under {folder}")
     return 0
@@ -59,7 +61,9 @@ def add_report_commands(sub: argparse._SubParsersAction) -> None:
     _add_common(p)
     p.add_argument("--grid", required=True, help="a grid name, or `all` for every table")
     p.add_argument("--format", default="md", choices=FORMATS)
-    p.add_argument("--out", metavar="DIR", help="folder for the written tables (default: <results>/tables/<scale>)")
+    p.add_argument("--write", action="store_true", help="also regenerate the files (md, tex, csv and summary.csv, "
+                   "all together) under <results>/tables/<scale>/; without it nothing is written")
+    p.add_argument("--out", metavar="DIR", help="write the files into DIR instead (implies --write)")
     p.set_defaults(func=cmd_tables)
 
     p = sub.add_parser("leaderboard", help="rank every attack per victim and, overall, on a fixed panel of "

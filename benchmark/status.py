@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import slurm_jobs
-from .dispatch import read_ledger
+from .ledger import read_ledger
 from .plan import Job, Plan
 
 ACTIVE = ("running", "queued", "unknown")  # not submitted again: waited for, or depended on

@@ -9,7 +9,6 @@ import csv
 import html
 import io
 import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tabulate import DataRow, Line, TableFormat, tabulate
 
 from attacks.external import is_external
 from attacks.spec import AttackSpec
+from victims.atomic import write_text_atomic
 
 from .grids import GRIDS, Cell, grid_cells
 from .paper import paper_values
@@ -342,13 +342,6 @@ def render(tables: list[Table], fmt: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- writing
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def summary_frame(tables: list[Table], previous: Path | None = None) -> pd.DataFrame:
     """The agreement of each table (rows of other grids kept from `previous`), in the grids' order."""
     rows = {}
@@ -366,12 +359,15 @@ def summary_frame(tables: list[Table], previous: Path | None = None) -> pd.DataF
     return pd.DataFrame(ordered, columns=SUMMARY_COLUMNS)
 
 
-def write_tables(tables: list[Table], folder: Path, extra_format: str | None = None) -> list[Path]:
-    """Write `<grid>.md` and `<grid>.tex` (and `<grid>.<extra_format>`) of each table and update
-    `summary.csv` in `folder`, each file atomically; returns the paths written."""
+WRITTEN_FORMATS = ("md", "latex", "csv")  # written together, so that no file goes stale beside the others
+
+
+def write_tables(tables: list[Table], folder: Path) -> list[Path]:
+    """Write `<grid>.md`, `<grid>.tex` and `<grid>.csv` of each table and update `summary.csv` in `folder`,
+    each file atomically; returns the paths written."""
     written = []
     for t in tables:
-        for fmt in dict.fromkeys(["md", "latex"] + ([extra_format] if extra_format else [])):
+        for fmt in WRITTEN_FORMATS:
             path = folder / f"{t.grid}.{EXTENSIONS[fmt]}"
             write_text_atomic(path, render([t], fmt))
             written.append(path)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -12,36 +11,18 @@ import torch
 from victims.algorithms import build_algorithm
 from victims.architectures import build_architecture
 from victims.augment import contrastive_augment, eval_transform, supervised_augment
-from victims.distributed import rank
+from victims.distributed import default_device, rank
 from victims.probe import classifier_accuracy, extract_features, knn_accuracy, linear_probe
 from victims.train import TrainConfig, fit
 
-from .data import ImageData, load_dataset
+from attacks import Poison, PoisonError
+
 from .paths import store_root
+from .poison_store import load_poison, poison_path, poison_report
 from .records import RECORD_FORMAT, environment, now, record_path, results_root, write_json_atomic
 from .scales import Scale, get_scale
 from .specs import CONTROL, EvalSpec, VictimSpec
-
-
-def load_split(scale: Scale, dataset: str, split: str, *, data_root=None, store=None) -> ImageData:
-    """The data standing for `dataset` at `scale` (a stand-in and subset where the scale says so)."""
-    source = scale.source(dataset)
-    per_class = source.train_per_class if split == "train" else source.test_per_class
-    if source.dataset == "synthetic":
-        return load_dataset("synthetic", split, per_class=per_class, image_size=source.input_size)
-    return load_dataset(source.dataset, split, data_root=data_root, store=store, image_size=source.image_size,
-                        per_class=per_class)
-
-
-def default_device() -> torch.device:
-    """This process's GPU (LOCAL_RANK under torchrun/submitit), else the CPU."""
-    if not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
-
-
-def describe(data: ImageData) -> str:
-    return f"{data.source}, {data.split} {len(data)} images, {data.image_size} px"
+from .splits import describe, load_split
 
 
 def evaluate(encoder: torch.nn.Module, scale: Scale, spec: VictimSpec, eval_spec: EvalSpec, *, device,
@@ -90,11 +71,25 @@ def victim_checkpoint(key: str, poison_checksum: str | None = None, store=None) 
     return store_root(store) / "checkpoints" / "victims" / f"{key[:20]}{tag}.pt"
 
 
-def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root=None, store=None, results=None,
-               device: torch.device | str | None = None, progress: bool = True) -> dict:
+def stored_poison(spec: VictimSpec, store=None) -> Poison:
+    """The stored, verified poison a victim trains on; PoisonError (saying how to make it) when it is not made."""
+    assert spec.poison is not None
+    poison = load_poison(spec.poison, store)
+    if poison is None:
+        raise PoisonError(f"the poison {spec.poison.attack} ({spec.poison.key[:12]}) that this victim trains on is "
+                          f"not in the store {store_root(store)} (or is out of date): make it first "
+                          "(`bench run` makes it as its own job; in Python, benchmark.poison_job.make_poison) "
+                          "and pass it to run_victim")
+    return poison
+
+
+def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, poison: Poison | None = None,
+               data_root=None, store=None, results=None, device: torch.device | str | None = None,
+               progress: bool = True) -> dict:
     """Train (unless it is the `untrained` control) and evaluate one victim; write and return its record.
 
-    Training checkpoints under `<store>/checkpoints/victims/` and resumes from there.
+    A poisoned victim trains on `poison` (made by its own poison job), else on the stored poison of its
+    spec; it never makes one. Training checkpoints under `<store>/checkpoints/victims/` and resumes there.
     """
     started, provenance = time.perf_counter(), environment()  # the code that runs, not what is there at the end
     eval_spec = eval_spec or EvalSpec((spec.dataset,))
@@ -103,9 +98,10 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, data_root
     train = load_split(scale, spec.dataset, "train", data_root=data_root, store=store)
     perturbation, poison_info = None, None
     if spec.poison is not None and not spec.poison.is_clean:
-        from .poison_job import make_poison, poison_path, poison_report
-
-        poison = make_poison(spec.poison, data_root=data_root, store=store, device=device, progress=progress)
+        poison = poison if poison is not None else stored_poison(spec, store)
+        if poison.spec_key != spec.poison.key:
+            raise PoisonError(f"run_victim was given the poison of {poison.spec.get('attack')}, not the one its "
+                              f"spec names ({spec.poison.attack}, {spec.poison.key[:12]})")
         perturbation = poison.perturbation_for(train.index)
         poison_info = {"key": spec.poison.key, "checksum": poison.checksum, "per": poison.per,
                        "eps": poison.eps, "file": poison_path(spec.poison, store).name}

@@ -331,10 +331,11 @@ def test_a_run_finishes_each_poison_s_cells_before_the_next_poison_and_waits_for
     it and starts once it is made, and is not run if it failed."""
     from benchmark import dispatch as d
     from benchmark import status as s
+    from benchmark.local_run import run_order
 
     plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path,
                      rows=["none", "random", "cp-c", "cp-s"], columns=["cifar10/simclr", "cifar10/moco"])
-    order = [(j.kind, (j.attack or j.victim).attack) for j in d.run_order(plan.pending)]
+    order = [(j.kind, (j.attack or j.victim).attack) for j in run_order(plan.pending)]
     assert order[:2] == [("victim", "none")] * 2
     assert order[2:5] == [("poison", "random"), ("victim", "random"), ("victim", "random")]
     assert order[5:] == [("poison", "cp-c"), ("victim", "cp-c"), ("poison", "cp-s"), ("victim", "cp-s")] * 2

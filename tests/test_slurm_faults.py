@@ -15,7 +15,8 @@ import pytest
 from slurm_cluster import slurm_cluster, slurm_dir  # noqa: F401 - the fixture
 
 from benchmark.cli import main
-from benchmark.dispatch import DispatchOptions, dispatch, read_ledger
+from benchmark.dispatch import DispatchOptions, dispatch
+from benchmark.ledger import read_ledger
 from benchmark.plan import make_plan
 from benchmark.poison_job import poison_path
 from benchmark.slurm import load_profile

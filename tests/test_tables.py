@@ -189,18 +189,25 @@ def test_rendered_tables_equal_the_expected_files(results, tmp_path, capsys):
 
 
 def test_tables_command_prints_and_writes_under_results(results, capsys):
-    assert bench(["tables", "--grid", "effectiveness", "--scale", SCALE, "--results", str(results)]) == 0
-    printed = capsys.readouterr().out
     folder = results / "tables" / SCALE
+    for fmt in ("md", "csv", "latex"):  # printing only prints
+        assert bench(["tables", "--grid", "effectiveness", "--scale", SCALE, "--results", str(results),
+                      "--format", fmt]) == 0
+        assert "wrote" not in capsys.readouterr().out and not folder.exists()
+    assert bench(["tables", "--grid", "effectiveness", "--scale", SCALE, "--results", str(results), "--write"]) == 0
+    printed = capsys.readouterr().out
     md = (folder / "effectiveness.md").read_text()
-    assert printed.startswith(md) and "wrote 3 files" in printed
+    assert printed.startswith(md) and "wrote 4 files" in printed
+    assert sorted(p.name for p in folder.iterdir()) == ["effectiveness.csv", "effectiveness.md",
+                                                        "effectiveness.tex", "summary.csv"]  # all formats together
     assert "| cp-s      |  40.0 (paper 44.9, -4.9) |" in md
     assert "Data: cifar10 -> synthetic (generated), train 320 images, 32 px; cifar100 -> synthetic" in md
     assert "over 8 measured cells: Kendall's tau 0.91, mean |ours - paper| 10.1 points." in md  # see below
     assert (folder / "effectiveness.tex").read_text() == render(build_tables("effectiveness", SCALE, results),
                                                                 "latex")
     # a second grid adds its row to summary.csv, the first stays
-    assert bench(["tables", "--grid", "motivation", "--scale", SCALE, "--results", str(results), "--format", "html"]) == 0
+    assert bench(["tables", "--grid", "motivation", "--scale", SCALE, "--results", str(results), "--format", "html",
+                  "--write"]) == 0
     assert "<caption>Table motivation, scale smoke." in capsys.readouterr().out
     summary = (folder / "summary.csv").read_text().splitlines()
     assert summary[0] == "grid,cells_measured,kendall_tau,mean_abs_diff,scale"

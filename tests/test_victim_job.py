@@ -76,13 +76,17 @@ def test_cli_victim_under_torchrun_with_two_processes(tmp_path: Path):
 
 
 def test_poisoned_victim_trains_on_the_stored_poison(tmp_path: Path):
+    from attacks import PoisonError
     from attacks.spec import AttackSpec
     from benchmark.poison_job import load_poison, make_poison
 
     attack = AttackSpec("random", "cifar10", scale="smoke")
     clean = run_victim(VictimSpec("simclr", scale="smoke"), store=tmp_path, results=tmp_path, progress=False)
-    poisoned = run_victim(VictimSpec("simclr", poison=attack, scale="smoke"), store=tmp_path, results=tmp_path,
-                          progress=False)
+    spec = VictimSpec("simclr", poison=attack, scale="smoke")
+    with pytest.raises(PoisonError, match="make it first"):  # a victim receives its poison, never makes it
+        run_victim(spec, store=tmp_path, results=tmp_path, progress=False)
+    made = make_poison(attack, store=tmp_path, progress=False)
+    poisoned = run_victim(spec, poison=made, store=tmp_path, results=tmp_path, progress=False)
     stored = load_poison(attack, tmp_path)
     assert poisoned["poison"]["checksum"] == stored.checksum and poisoned["attack"] == "random"
     assert poisoned["history"][0]["loss"] != clean["history"][0]["loss"]  # same seed and views: the data differ
@@ -114,10 +118,11 @@ def test_a_poison_made_again_differently_retrains_its_victim_instead_of_resuming
     again with other contents (a new budget, new code), the victim trains from scratch on it."""
     from attacks import Poison
     from attacks.spec import AttackSpec
-    from benchmark.poison_job import load_poison, poison_path
+    from benchmark.poison_job import load_poison, make_poison, poison_path
 
     attack = AttackSpec("random", "cifar10", scale="smoke")
     spec = VictimSpec("simclr", poison=attack, scale="smoke")
+    make_poison(attack, store=tmp_path, progress=False)  # a victim job receives its poison, made first
     first = run_victim(spec, store=tmp_path, results=tmp_path, progress=False)
     assert run_victim(spec, store=tmp_path, results=tmp_path, progress=False)["resumed_from_epoch"] == \
         len(first["history"])  # the same poison: resumed from its final checkpoint

@@ -142,3 +142,10 @@ def convert_batchnorm(module: torch.nn.Module, device: torch.device) -> torch.nn
     for name, child in module.named_children():
         module.add_module(name, convert_batchnorm(child, device))
     return module
+
+
+def default_device() -> torch.device:
+    """This process's GPU (LOCAL_RANK under torchrun/submitit), else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))

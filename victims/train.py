@@ -3,7 +3,6 @@ and cosine decay, mixed precision on CUDA, checkpoints that resume exactly, DDP 
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -15,6 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .algorithms import Algorithm
+from .atomic import atomic_path
 from .augment import to_float
 from .distributed import all_reduce_mean, convert_batchnorm, is_distributed, rank, world_size
 from .losses import alignment, uniformity
@@ -180,10 +180,8 @@ class Trainer:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Atomic: write a temporary file beside the target, then rename it over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path) -> dict | None:

@@ -10,12 +10,13 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+
+from victims.atomic import atomic_path, write_text_atomic
 
 FORMAT_VERSION = 1
 _BLOCK = 1 << 16
@@ -94,14 +95,12 @@ def load_or_build(folder: Path, key: dict, build: Writer) -> CachedArrays:
             return cached
         with contextlib.suppress(FileNotFoundError):
             (folder / "meta.json").unlink()
-        tmp_images = folder / f"images.u8.tmp{os.getpid()}"
         holder: dict[str, np.ndarray] = {}
+        with atomic_path(folder / "images.u8") as tmp_images:
+            def allocate(shape: tuple[int, int, int, int]) -> np.ndarray:
+                holder["images"] = np.memmap(tmp_images, dtype=np.uint8, mode="w+", shape=shape)
+                return holder["images"]
 
-        def allocate(shape: tuple[int, int, int, int]) -> np.ndarray:
-            holder["images"] = np.memmap(tmp_images, dtype=np.uint8, mode="w+", shape=shape)
-            return holder["images"]
-
-        try:
             labels, classes = build(allocate)
             images = holder["images"]
             images.flush()
@@ -110,18 +109,11 @@ def load_or_build(folder: Path, key: dict, build: Writer) -> CachedArrays:
             labels = np.ascontiguousarray(labels, dtype=np.int64)
             if labels.shape != (shape[0],):
                 raise ValueError(f"cache build gave {shape[0]} images but {labels.shape} labels")
-            tmp_labels = folder / f"labels.i64.tmp{os.getpid()}"
-            labels.tofile(tmp_labels)
-            os.replace(tmp_images, folder / "images.u8")
-            os.replace(tmp_labels, folder / "labels.i64")
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp_images.unlink()
+            with atomic_path(folder / "labels.i64") as tmp_labels:
+                labels.tofile(tmp_labels)
         meta = {"format": FORMAT_VERSION, "key": key, "shape": list(shape), "classes": classes,
                 "digest": [_sampled_digest(folder / "images.u8"), _sampled_digest(folder / "labels.i64")]}
-        tmp_meta = folder / f"meta.json.tmp{os.getpid()}"
-        tmp_meta.write_text(json.dumps(meta, indent=1, default=str))
-        os.replace(tmp_meta, folder / "meta.json")
+        write_text_atomic(folder / "meta.json", json.dumps(meta, indent=1, default=str))
     cached = _read_valid(folder, key)
     if cached is None:
         raise RuntimeError(f"the data cache in {folder} did not verify right after being written")

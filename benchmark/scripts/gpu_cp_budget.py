@@ -30,7 +30,7 @@ from victims.train import fit
 
 
 def dump(out: str, test_per_class: int) -> None:
-    from benchmark.victim_job import load_split
+    from benchmark.splits import load_split
 
     scale = get_scale("mini")
     train = load_split(scale, "cifar10", "train")

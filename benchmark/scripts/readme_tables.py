@@ -1,5 +1,5 @@
 """Paste the generated mini tables into the README and docs/evidence.md between their markers (run after
-`bench tables`).
+`bench tables --grid all --scale mini --write`).
 
     python benchmark/scripts/readme_tables.py [--scale mini]
 

@@ -24,7 +24,8 @@ from attacks.spec import AttackSpec
 from benchmark.poison_job import make_poison
 from benchmark.scales import get_scale
 from benchmark.specs import VictimSpec
-from benchmark.victim_job import load_split, victim_train_config
+from benchmark.splits import load_split
+from benchmark.victim_job import victim_train_config
 from victims.algorithms import build_algorithm
 from victims.architectures import build_architecture
 from victims.augment import eval_transform, supervised_augment

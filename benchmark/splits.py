@@ -1,0 +1,20 @@
+"""The data a job trains or probes on: the split standing for a data set at a scale."""
+from __future__ import annotations
+
+from .data import ImageData, load_dataset
+from .scales import Scale
+
+
+def load_split(scale: Scale, dataset: str, split: str, *, data_root=None, store=None) -> ImageData:
+    """The data standing for `dataset` at `scale` (a stand-in and subset where the scale says so)."""
+    source = scale.source(dataset)
+    per_class = source.train_per_class if split == "train" else source.test_per_class
+    if source.dataset == "synthetic":
+        return load_dataset("synthetic", split, per_class=per_class, image_size=source.input_size)
+    return load_dataset(source.dataset, split, data_root=data_root, store=store, image_size=source.image_size,
+                        per_class=per_class)
+
+
+def describe(data: ImageData) -> str:
+    """One line naming the data: source, split, size and image size (as records keep it)."""
+    return f"{data.source}, {data.split} {len(data)} images, {data.image_size} px"
