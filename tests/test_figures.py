@@ -24,6 +24,8 @@ from benchmark.paper import PAPER_DIR
 from benchmark.poison_job import make_poison
 from benchmark.records import RECORD_FORMAT, read_records, record_path, write_json_atomic
 from benchmark.scales import get_scale
+from benchmark.victim_job import victim_settings
+from benchmark.scales import get_scale
 from benchmark.specs import VictimSpec
 from benchmark.tables import build_tables
 from benchmark.victim_job import load_split, run_victim
@@ -39,10 +41,11 @@ HAND_MADE = {
 
 
 def hand_made_record(victim: VictimSpec, metrics: dict) -> dict:
-    """A minimal valid record without alignment/uniformity in its history."""
+    """A minimal valid record (the settings of the code of now) without alignment/uniformity in its history."""
     return {"format": RECORD_FORMAT, "kind": "victim", "key": victim.key, "scale": SCALE, "victim": victim.to_dict(),
-            "attack": victim.attack, "eval": list(metrics),
-            "data": {"train": "synthetic (generated), train 320 images, 32 px"}, "metrics": metrics,
+            "attack": victim.attack, "eval": list(metrics), "settings": victim_settings(victim),
+            "data": {"train": "synthetic (generated), train 320 images, 32 px",
+                     "stands_for": get_scale(SCALE).describe_data(victim.dataset)}, "metrics": metrics,
             "history": [{"epoch": 1, "loss": 1.0}], "timing": {"total_s": 1.0}, "seed": victim.seed}
 
 

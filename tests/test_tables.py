@@ -21,6 +21,7 @@ from benchmark.grids import grid_cells
 from benchmark.leaderboard import (build_leaderboard, damage, render_json, render_markdown, shown_victims,
                                    write_leaderboard)
 from benchmark.records import RECORD_FORMAT, record_path, write_json_atomic
+from benchmark.victim_job import victim_settings
 from benchmark.report_cli import add_report_commands
 from benchmark.tables import (CellValue, agreement, build_table, build_tables, cell_metric, kendall_tau,
                               latex_escape, render, render_latex)
@@ -49,7 +50,8 @@ CORRUPT = ("effectiveness", "none", "cifar10/byol")  # an unreadable record coun
 
 
 def make_record(victim, metrics: dict) -> dict:
-    """A minimal valid record (the fields the aggregator reads, plus the usual provenance keys)."""
+    """A minimal valid record (the fields the aggregator reads, the settings of the code of now, plus the
+    usual provenance keys)."""
     data = {"train": TRAIN.replace("320", "3200") if victim.dataset == "cifar100" else TRAIN,
             "stands_for": f"{victim.dataset} -> synthetic (32 px, 32/class)",
             "probed": {p: {"train": TRAIN, "test": TEST, "stands_for": f"{p} -> synthetic (32 px, 32/class)"}
@@ -59,7 +61,8 @@ def make_record(victim, metrics: dict) -> dict:
         out[probe] = dict(zip(("probe_best", "probe_final", "knn", "test_accuracy"), values))
         out[probe]["probe_history"] = [values[1], values[0], values[1]]
     return {"format": RECORD_FORMAT, "kind": "victim", "key": victim.key, "scale": SCALE, "victim": victim.to_dict(),
-            "attack": victim.attack, "eval": list(metrics), "data": data, "settings": {"knn_k": 200}, "metrics": out,
+            "attack": victim.attack, "eval": list(metrics), "data": data, "settings": victim_settings(victim),
+            "metrics": out,
             "history": [], "timing": {"train_s": 1.0, "eval_s": 1.0, "total_s": 2.0}, "seed": victim.seed}
 
 
@@ -472,3 +475,29 @@ def test_leaderboard_command(results, capsys):
     out = capsys.readouterr().out
     assert out.startswith((results / "leaderboard.md").read_text()) and (results / "leaderboard.html").is_file()
     assert json.loads((results / "leaderboard.json").read_text())["ranked"] == []  # no attack has the panel
+
+
+def test_a_record_made_with_settings_the_code_no_longer_uses_is_not_shown(tmp_path: Path):
+    """The published tables show only records of the code of now: the committed clean SimCLR record is,
+    the same record with another learning rate (or older data) is not."""
+    import json
+    import shutil
+
+    from benchmark.tables import build_table
+    from conftest import REPO
+
+    key = "029b9b0b9c57710ed4cad8f57a5332f8e6f606106e8082ac2b3f965ed14bcfab"
+    folder = tmp_path / "records" / "mini"
+    folder.mkdir(parents=True)
+    source = REPO / "results" / "records" / "mini" / f"{key[:20]}.json"
+    shutil.copy(source, folder / source.name)
+
+    def shown() -> float | None:
+        table = build_table("effectiveness", "mini", tmp_path)
+        return next(c.ours for c in table.cells if (c.row, c.column) == ("none", "cifar10/simclr"))
+
+    assert shown() is not None
+    record = json.loads(source.read_text())
+    record["settings"]["train"]["lr"] = 0.25
+    (folder / source.name).write_text(json.dumps(record))
+    assert shown() is None
