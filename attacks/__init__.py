@@ -1,29 +1,18 @@
 """Poison generators. A new attack is one file with an `Attack` subclass decorated by
-`@register_attack(name)`, plus its import at the bottom of this file."""
+`@register_attack(name)` (from attacks.registry), plus its import at the bottom of this file."""
 from __future__ import annotations
 
 import os
-from typing import Callable
 
 import torch
 
 from victims.plugins import GROUPS
-from victims.registry import Registry, UnknownNameError
+from victims.registry import UnknownNameError
 
 from .base import Attack, AttackParamError, check_inputs, params
 from .poison import Poison, PoisonError
+from .registry import ATTACKS, register_attack
 from .spec import AttackSpec, canonical_key
-
-ATTACKS: Registry[type[Attack]] = Registry("attack")
-
-
-def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
-    """Class decorator: register an `Attack` subclass under `name` (and set its `name`)."""
-    def decorate(cls: type[Attack]) -> type[Attack]:
-        cls.name = name
-        return ATTACKS.register(name)(cls)
-
-    return decorate
 
 
 def generate_poison(spec: AttackSpec | dict, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, *,

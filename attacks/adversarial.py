@@ -24,9 +24,9 @@ from tqdm import tqdm
 from victims.augment import eval_transform, supervised_augment, to_float
 from victims.train import fit, mix_seed, save_checkpoint
 
-from . import register_attack
 from .base import Attack, check_inputs, rng_devices
 from .poison import Poison, eps_to_pixels
+from .registry import register_attack
 from .spec import AttackSpec
 from .unlearnable import batches, build_surrogate, load_state, logits_fn, scaled_params, state_path
 

@@ -22,13 +22,13 @@ from tqdm import tqdm
 
 from victims.algorithms import Algorithm, contrastive_algorithms
 from victims.augment import contrastive_augment, to_float
+from victims.recipes import build_model, model_settings
 from victims.train import TrainConfig, Trainer, load_checkpoint, mix_seed, save_checkpoint
 
-from . import register_attack
 from .base import Attack, AttackParamError, check_inputs, frozen, rng_devices
 from .delta_store import DeltaStore
 from .poison import Poison, eps_to_pixels
-from victims.recipes import build_model, model_settings
+from .registry import register_attack
 from .spec import AttackSpec
 
 # Budgets per scale. model_step / noise_step = 0 means one whole pass over the data set (and never more).

@@ -5,9 +5,9 @@ import os
 
 import torch
 
-from . import register_attack
 from .base import Attack, AttackParamError, check_inputs
 from .poison import Poison, eps_to_pixels
+from .registry import register_attack
 from .spec import AttackSpec
 
 CHUNK = 4096  # samples drawn at a time, so the float noise never holds the whole data set

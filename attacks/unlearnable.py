@@ -30,12 +30,12 @@ from tqdm import tqdm
 
 from victims.algorithms import Algorithm
 from victims.augment import eval_transform, to_float
+from victims.recipes import build_model
 from victims.train import TrainConfig, Trainer, load_checkpoint, mix_seed, save_checkpoint
 
-from . import register_attack
 from .base import Attack, AttackParamError, check_inputs, frozen, params, rng_devices
 from .poison import Poison, eps_to_pixels
-from victims.recipes import build_model
+from .registry import register_attack
 from .spec import AttackSpec
 
 STATE_FILE = "state.pt"  # the crafting progress under the workdir

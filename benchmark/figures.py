@@ -328,7 +328,8 @@ def load_encoder(record: dict, num_classes: int, store=None) -> tuple[torch.nn.M
         raise FigureSkipped(f"no checkpoint {path} for victim {record_label(record)}")
     victim = record["victim"]
     source = get_scale(record["scale"]).source(victim["dataset"])
-    model, _, _ = build_model(victim["algorithm"], victim["arch"], record["scale"], num_classes, source.input_size)
+    model, _, _ = build_model(victim["algorithm"], victim["arch"], record["scale"], num_classes,
+                              input_size=source.input_size)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["trainer"]["algorithm"])
     return model.encoder.eval(), int(state.get("epoch", 0))

@@ -11,11 +11,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from victims.algorithms import build_algorithm
-from victims.architectures import build_architecture
 from victims.augment import contrastive_augment, to_float
 from victims.distributed import default_device
 from victims.normalization import normalization_for
+from victims.recipes import build_model
 from victims.train import Trainer
 
 from .data import ImageData, load_dataset
@@ -109,9 +108,8 @@ def perf_train(algorithm: str = "simclr", arch: str = "resnet18", scale_name: st
     labels = data.labels[torch.arange(needed) % len(data)]
 
     def model():
-        torch.manual_seed(0)
-        encoder = build_architecture(arch, stem=source.stem, width=scale.width)
-        return build_algorithm(algorithm, encoder, data.num_classes, **scale.algorithm_settings.get(algorithm, {}))
+        torch.manual_seed(0)  # drawn from the global RNG, which then moves on as the run always had it
+        return build_model(algorithm, arch, scale_name, data.num_classes, input_size=source.input_size)[0]
 
     trainer = Trainer(model(), config, contrastive_augment(source.input_size, "cifar10"), device, steps_per_epoch=10**6)
     gpu_images = images.to(device)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from victims.algorithms import ALGORITHMS
-from victims.recipes import MODELS
+from victims.recipes import MODELS, stem_for
 from victims.train import TrainConfig
 from victims.probe import ProbeConfig
 from victims.registry import UnknownNameError
@@ -29,7 +29,7 @@ class DataSource:
 
     @property
     def stem(self) -> str:
-        return "cifar" if self.input_size <= 64 else "imagenet"
+        return stem_for(self.input_size)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import torch
 
-from victims.algorithms import build_algorithm
-from victims.architectures import build_architecture
 from victims.augment import contrastive_augment, eval_transform, supervised_augment
 from victims.distributed import default_device, rank
 from victims.probe import classifier_accuracy, extract_features, knn_accuracy, linear_probe
+from victims.recipes import build_encoder, build_model
 from victims.train import TrainConfig, fit
 
 from attacks import Poison, PoisonError
@@ -108,15 +107,17 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, poison: P
         report = poison_report(spec.poison, store) or {}
         if report.get("external"):  # an imported poison: the record keeps which file it came from
             poison_info.update(external=True, source_sha256=report.get("source", {}).get("sha256"))
-    torch.manual_seed(spec.seed)
-    encoder = build_architecture(spec.arch, stem=source.stem, width=scale.width)
-    settings = victim_settings(spec)
+    settings = victim_settings(spec)  # first: an unknown algorithm's error names add_recipe
     history, resumed, train_s = [], 0, 0.0
     algorithm = None
-    if spec.algorithm != CONTROL:
-        algorithm = build_algorithm(spec.algorithm, encoder, train.num_classes,
-                                    **scale.algorithm_settings.get(spec.algorithm, {}))
-        config = victim_train_config(spec)
+    torch.manual_seed(spec.seed)  # the weights are drawn from the global RNG, seeded here (as records were made)
+    if spec.algorithm == CONTROL:
+        encoder = build_encoder(spec.arch, spec.scale, source.input_size)
+    else:
+        algorithm, _, _ = build_model(spec.algorithm, spec.arch, spec.scale, train.num_classes,
+                                      input_size=source.input_size)
+        encoder = algorithm.encoder
+        config = victim_train_config(spec)  # the scale's, with its data set's and architecture's epochs
         augment = (supervised_augment if spec.algorithm == "supervised" else contrastive_augment)(
             source.input_size, spec.dataset)
         checkpoint = victim_checkpoint(spec.key, poison_info and poison_info["checksum"], store)

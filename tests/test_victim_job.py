@@ -132,3 +132,37 @@ def test_a_poison_made_again_differently_retrains_its_victim_instead_of_resuming
     again = run_victim(spec, store=tmp_path, results=tmp_path, progress=False)
     assert again["poison"]["checksum"] == remade.checksum != first["poison"]["checksum"]
     assert again["resumed_from_epoch"] == 0 and again["history"][0]["loss"] != first["history"][0]["loss"]
+
+
+def test_victims_build_their_models_with_the_recipes_build_model(monkeypatch, tmp_path: Path):
+    """run_victim's network is victims.recipes.build_model's at the data source's input size (mini STL-10:
+    96-px images at 32 px), drawn from the global RNG seeded with the victim's seed."""
+    import torch
+
+    import benchmark.victim_job as victim_job
+    from victims.recipes import build_model
+
+    def first_kernel(model):
+        return next(m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)).kernel_size
+
+    model, _, size = build_model("simclr", "resnet18", "mini", 10, 96, input_size=32)
+    assert size == 32 and first_kernel(model) == (3, 3)  # the CIFAR stem
+    model, _, size = build_model("simclr", "resnet18", "mini", 10, 256)
+    assert size == 224 and first_kernel(model) == (7, 7)  # the ImageNet stem
+
+    built = {}
+
+    class Built(Exception):
+        pass
+
+    def stop(algorithm, *args, **kwargs):  # the model as training would get it
+        built["state"] = algorithm.state_dict()
+        raise Built
+
+    monkeypatch.setattr(victim_job, "fit", stop)
+    with pytest.raises(Built):
+        run_victim(VictimSpec("moco", scale="smoke", seed=5), store=tmp_path, results=tmp_path, progress=False)
+    torch.manual_seed(5)
+    expected, _, _ = build_model("moco", "resnet18", "smoke", 10, input_size=32)
+    assert built["state"].keys() == expected.state_dict().keys()
+    assert all(torch.equal(v, expected.state_dict()[k]) for k, v in built["state"].items())

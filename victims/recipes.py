@@ -6,6 +6,7 @@ Attack-specific budgets (epochs, PGD steps) live in each attack's own file, keye
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -107,20 +108,33 @@ def stem_for(input_size: int) -> str:
     return "cifar" if input_size <= 64 else "imagenet"
 
 
-def build_model(algorithm: str, arch: str, scale: str, num_classes: int, image_side: int,
-                seed: int | None = None) -> tuple[Algorithm, TrainConfig, int]:
+def build_encoder(arch: str, scale: str, input_size: int) -> torch.nn.Module:
+    """The scale's `arch` for crops of `input_size` px (its stem and width), weights drawn from the global RNG:
+    the encoder of build_model, and alone the untrained control's."""
+    return build_architecture(arch, stem=stem_for(input_size), width=model_settings(scale).width)
+
+
+def build_model(algorithm: str, arch: str, scale: str, num_classes: int, image_side: int | None = None,
+                seed: int | None = None, *, input_size: int | None = None) -> tuple[Algorithm, TrainConfig, int]:
     """The scale's network for `algorithm` on `arch`: (algorithm module, its TrainConfig, input size).
-    With `seed`, the weights are drawn from that seed (without disturbing the global RNG)."""
+
+    The input size is `input_size` where given (a scale may train below the images' side: mini STL-10 at
+    32 px), else input_size_for(image_side). With `seed`, the weights are drawn from that seed (without
+    disturbing the global RNG); without, from the global RNG, as a module's constructor draws them (a caller
+    that seeds it first gets the weights that seed gives, and the RNG moves on as it did)."""
     settings = model_settings(scale)
     if algorithm not in settings.train:
         raise UnknownNameError("algorithm", algorithm, list(settings.train))
-    size = input_size_for(image_side)
-    with torch.random.fork_rng(devices=[]):
+    if input_size is None:
+        if image_side is None:
+            raise TypeError("build_model needs the image side or the input size")
+        input_size = input_size_for(image_side)
+    with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
         if seed is not None:
             torch.manual_seed(seed)
-        encoder = build_architecture(arch, stem=stem_for(size), width=settings.width)
+        encoder = build_encoder(arch, scale, input_size)
         model = build_algorithm(algorithm, encoder, num_classes, **settings.algorithm_settings.get(algorithm, {}))
     config = settings.train[algorithm]
     if seed is not None:
         config = TrainConfig(**{**asdict(config), "seed": seed})
-    return model, config, size
+    return model, config, input_size

@@ -30,9 +30,8 @@ from benchmark.records import environment, now, read_record, record_path, result
 from benchmark.scales import get_scale
 from benchmark.specs import CONTROL, EvalSpec, VictimSpec
 from benchmark.victim_job import default_device, evaluate, load_split, victim_train_config
-from victims.algorithms import build_algorithm
-from victims.architectures import build_architecture
 from victims.augment import contrastive_augment
+from victims.recipes import build_model
 from victims.train import fit
 
 PAPER_CLEAN, PAPER_CP_S = 91.8, 44.9  # CIFAR-10 SimCLR (the paper's effectiveness table)
@@ -102,9 +101,8 @@ def run(args: argparse.Namespace) -> None:
         config = victim_train_config(clean_spec)
         source = scale.source(args.dataset)
         torch.manual_seed(clean_spec.seed)
-        encoder = build_architecture("resnet18", stem=source.stem, width=scale.width)
-        algorithm = build_algorithm(args.victim, encoder, data.num_classes,
-                                    **scale.algorithm_settings.get(args.victim, {}))
+        algorithm, _, _ = build_model(args.victim, "resnet18", args.scale, data.num_classes,
+                                      input_size=source.input_size)
         result = fit(algorithm, data.images, data.labels, config, contrastive_augment(source.input_size, args.dataset),
                      device=device, perturbation=poison.perturbation_for(data.index),
                      checkpoint=work / f"victim-{args.victim}-{epoch:04d}-{poison.checksum[:12]}.pt")

@@ -22,10 +22,9 @@ from attacks.spec import AttackSpec
 from benchmark.scales import get_scale
 from benchmark.specs import VictimSpec
 from benchmark.victim_job import victim_train_config
-from victims.algorithms import build_algorithm
-from victims.architectures import build_architecture
 from victims.augment import contrastive_augment
 from victims.probe import linear_probe
+from victims.recipes import build_encoder, build_model
 from victims.train import fit
 
 
@@ -59,12 +58,14 @@ def run(data_path: str, epochs: list[int], budget_s: float, seed: int, device: s
     def probe(poison=None, train: bool = True) -> float:
         t0 = time.perf_counter()
         torch.manual_seed(seed)
-        encoder = build_architecture("resnet18", stem=scale.source("cifar10").stem, width=scale.width)
+        size = scale.source("cifar10").input_size
         if train:
-            algorithm = build_algorithm("simclr", encoder, 10, **scale.algorithm_settings.get("simclr", {}))
+            algorithm, _, _ = build_model("simclr", "resnet18", "mini", 10, input_size=size)
             fit(algorithm, train_x, train_y, victim_train_config(victim), contrastive_augment(32, "cifar10"),
                 device=device, perturbation=poison.perturbation_for(index) if poison else None, progress=False)
             encoder = algorithm.encoder
+        else:
+            encoder = build_encoder("resnet18", "mini", size)
         result = linear_probe(encoder, train_x, train_y, test_x, test_y, num_classes=10, input_size=32,
                               normalization="cifar10", config=scale.probe, device=device)
         print(f"  victim {'trained' if train else 'untrained'}: probe {result.best_accuracy:.2f} "

@@ -26,10 +26,9 @@ from benchmark.scales import get_scale
 from benchmark.specs import VictimSpec
 from benchmark.splits import load_split
 from benchmark.victim_job import victim_train_config
-from victims.algorithms import build_algorithm
-from victims.architectures import build_architecture
 from victims.augment import eval_transform, supervised_augment
 from victims.probe import classifier_accuracy
+from victims.recipes import build_model
 from victims.train import fit
 
 
@@ -55,8 +54,8 @@ def main() -> None:
         perturbation, what = poison.perturbation_for(train.index), f"ue-s {spec.params}"
     victim = VictimSpec(algorithm="supervised", arch="resnet18", dataset="cifar10", scale="mini")
     torch.manual_seed(victim.seed)
-    encoder = build_architecture("resnet18", stem=scale.source("cifar10").stem, width=scale.width)
-    model = build_algorithm("supervised", encoder, train.num_classes)
+    model, _, _ = build_model("supervised", "resnet18", "mini", train.num_classes,
+                              input_size=scale.source("cifar10").input_size)
     config = replace(victim_train_config(victim), epochs=args.epochs, checkpoint_every=0)
     augment = eval_transform(32, "cifar10") if args.no_augment else supervised_augment(32, "cifar10")
     result = fit(model, train.images, train.labels, config, augment, device="cpu", perturbation=perturbation,
