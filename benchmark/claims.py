@@ -14,8 +14,9 @@ from victims.algorithms import contrastive_algorithms
 
 from .grids import attack_spec
 from .leaderboard import damage
+from .seeds import Measurement, paired
 from .specs import CONTROL, VictimSpec
-from .tables import RecordCache, build_table, cell_metric
+from .tables import RecordCache, build_table
 
 TAU_TABLES = ("effectiveness", "transfer_algorithms", "architectures")
 ALL_TABLES = ("effectiveness", "downstream", "architectures", "transfer_supervised", "transfer_algorithms",
@@ -28,10 +29,22 @@ class Claim:
     statement: str
     status: str = "not measured"  # holds, fails, not measured
     numbers: dict = field(default_factory=dict)
+    spreads: dict = field(default_factory=dict)  # a number's spread over seeds, where measured with several
+    notes: list = field(default_factory=list)  # e.g. a margin inside the seed spread
+
+    def check(self, label: str, value: float | None, threshold: float, spread: float | None) -> None:
+        """Record `value`'s seed spread and say so when its margin to `threshold` is inside it."""
+        if spread is None or value is None:
+            return
+        self.spreads[label] = _round(spread, 3)
+        if abs(value - threshold) <= spread:
+            self.notes.append(f"{label}: {value:.3g} is within its seed spread ({spread:.2g}) of the threshold "
+                              f"{threshold:g}, so the verdict is not settled by these seeds")
 
 
 class Numbers:
-    """Accuracy of a victim on CIFAR-10 (probe, or a supervised victim's test accuracy) from the records."""
+    """Accuracy of a victim on CIFAR-10 (probe, or a supervised victim's test accuracy) from the records: the
+    mean over the seeds measured, with the spread of each derived number where there are several."""
 
     def __init__(self, results: Path, scale: str):
         self.scale, self.cache = scale, RecordCache(results, scale)
@@ -40,15 +53,27 @@ class Numbers:
         return VictimSpec(algorithm, "resnet18", "cifar10", attack_spec(row, "cifar10", algorithm, self.scale),
                           scale=self.scale)
 
+    def measure(self, algorithm: str, row: str = "none") -> Measurement:
+        return self.cache.measure(self.victim(algorithm, row), "cifar10")
+
     def accuracy(self, algorithm: str, row: str = "none") -> float | None:
-        spec = self.victim(algorithm, row)
-        return cell_metric(self.cache.get(spec.key), "cifar10")
+        return self.measure(algorithm, row).mean
 
     def untrained(self) -> float | None:
-        return cell_metric(self.cache.get(replace(self.victim("simclr"), algorithm=CONTROL).key), "cifar10")
+        return self.cache.measure(replace(self.victim("simclr"), algorithm=CONTROL), "cifar10").mean
 
     def damage(self, algorithm: str, row: str) -> float | None:
         return damage(self.accuracy(algorithm), self.accuracy(algorithm, row), self.untrained())
+
+    def damage_spread(self, algorithm: str, row: str) -> float | None:
+        """The spread of the damage over the seeds measured both clean and attacked."""
+        untrained = self.untrained()
+        return paired(self.measure(algorithm), self.measure(algorithm, row),
+                      lambda clean, attacked: damage(clean, attacked, untrained)).spread
+
+    def change_spread(self, algorithm: str, row: str, reference: str = "none") -> float | None:
+        """The spread over seeds of (accuracy on `row` - accuracy on `reference`)."""
+        return paired(self.measure(algorithm, row), self.measure(algorithm, reference), lambda a, b: a - b).spread
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -76,38 +101,53 @@ def check_claims(results: Path, scale: str) -> list[Claim]:
     claims.append(claim)
 
     per_algorithm, holds = {}, []
+    claim = Claim("cp_damage", "CIFAR-10: for each of SimCLR, MoCo v2, BYOL, the stronger of the matched "
+                  "CP-S and CP-C poisons has damage >= 0.4")
     for algorithm in contrastive_algorithms():
         d = {row: _round(n.damage(algorithm, row)) for row in ("cp-s", "cp-c")}
         best = max((v for v in d.values() if v is not None), default=None)
         per_algorithm[algorithm] = {**d, "stronger": best}
         holds.append(None if best is None else best >= 0.4)
-    claims.append(Claim("cp_damage", "CIFAR-10: for each of SimCLR, MoCo v2, BYOL, the stronger of the matched "
-                        "CP-S and CP-C poisons has damage >= 0.4", _status(holds), per_algorithm))
+        for row, value in d.items():
+            claim.check(f"{algorithm} {row}", value, 0.4, n.damage_spread(algorithm, row))
+    claim.status, claim.numbers = _status(holds), per_algorithm
+    claims.append(claim)
 
     changes = {}
+    claim = Claim("random_noise", "Random noise changes each contrastive victim's accuracy by at most 3 "
+                  "points (victims measured so far)")
     for algorithm in contrastive_algorithms():
         clean, noisy = n.accuracy(algorithm), n.accuracy(algorithm, "random")
         changes[algorithm] = _round(None if clean is None or noisy is None else noisy - clean, 2)
+        if changes[algorithm] is not None:
+            claim.check(algorithm, abs(changes[algorithm]), 3, n.change_spread(algorithm, "random"))
     measured = [abs(v) <= 3 for v in changes.values() if v is not None]
-    claims.append(Claim("random_noise", "Random noise changes each contrastive victim's accuracy by at most 3 "
-                        "points (victims measured so far)", _status(measured or [None]), changes))
+    claim.status, claim.numbers = _status(measured or [None]), changes
+    claims.append(claim)
 
     drops = {}
+    claim = Claim("cp_c_supervised", "transfer_supervised: a CP-C poison lowers the supervised victim by "
+                  ">= 30 points")
     for algorithm in contrastive_algorithms():
-        clean, attacked = n.accuracy("supervised"), n.accuracy("supervised", f"cp-c@{algorithm}")
-        drops[f"cp-c@{algorithm}"] = _round(None if clean is None or attacked is None else clean - attacked, 2)
+        row = f"cp-c@{algorithm}"
+        clean, attacked = n.accuracy("supervised"), n.accuracy("supervised", row)
+        drops[row] = _round(None if clean is None or attacked is None else clean - attacked, 2)
+        claim.check(row, drops[row], 30, n.change_spread("supervised", "none", row))
     best = max((v for v in drops.values() if v is not None), default=None)
-    claims.append(Claim("cp_c_supervised", "transfer_supervised: a CP-C poison lowers the supervised victim by "
-                        ">= 30 points", _status([None if best is None else best >= 30]), drops))
+    claim.status, claim.numbers = _status([None if best is None else best >= 30]), drops
+    claims.append(claim)
 
     for attack in ("ap-t", "ue-s"):
         clean, attacked = n.accuracy("supervised"), n.accuracy("supervised", attack)
         drop = None if clean is None or attacked is None else clean - attacked
         simclr = n.damage("simclr", attack)
-        claims.append(Claim(f"{attack}_motivation", f"{attack} lowers the supervised victim by >= 30 points while "
-                            "its damage on SimCLR stays below 0.3",
-                            _status([None if drop is None else drop >= 30, None if simclr is None else simclr < 0.3]),
-                            {"supervised_drop": _round(drop, 2), "simclr_damage": _round(simclr)}))
+        claim = Claim(f"{attack}_motivation", f"{attack} lowers the supervised victim by >= 30 points while "
+                      "its damage on SimCLR stays below 0.3",
+                      _status([None if drop is None else drop >= 30, None if simclr is None else simclr < 0.3]),
+                      {"supervised_drop": _round(drop, 2), "simclr_damage": _round(simclr)})
+        claim.check("supervised_drop", drop, 30, n.change_spread("supervised", "none", attack))
+        claim.check("simclr_damage", simclr, 0.3, n.damage_spread("simclr", attack))
+        claims.append(claim)
     return claims
 
 
@@ -125,9 +165,10 @@ def differences(published: dict, current: dict) -> list[str]:
     out = []
     for c in current["claims"]:
         before = old.get(c["name"])
-        if before is None or before["status"] != c["status"] or before["numbers"] != c["numbers"]:
-            out.append(f"{c['name']}: published {json.dumps(before and {k: before[k] for k in ('status', 'numbers')})}"
-                       f", records give {json.dumps({k: c[k] for k in ('status', 'numbers')})}")
+        keys = ("status", "numbers", "spreads")
+        if before is None or any(before.get(k, {}) != c[k] for k in keys):
+            out.append(f"{c['name']}: published {json.dumps(before and {k: before.get(k) for k in keys})}"
+                       f", records give {json.dumps({k: c[k] for k in keys})}")
     return out
 
 

@@ -236,6 +236,10 @@ def cmd_claims(args: argparse.Namespace) -> int:
     claims = check_claims(results, args.scale)
     for c in claims:
         print(f"[{c.status:>12}] {c.statement}\n               {json.dumps(c.numbers)}")
+        if c.spreads:
+            print(f"               seed spread: {json.dumps(c.spreads)}")
+        for note in c.notes:
+            print(f"               note: {note}")
     current, path = to_json(claims, args.scale), claims_path(results, args.scale)
     if args.write:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -397,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: subprocesses on this machine; slurm: a Slurm cluster; debug: in this process")
     p.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows of the grid (e.g. none random)")
     p.add_argument("--columns", nargs="+", metavar="COLUMN", help="only these columns (e.g. cifar10/simclr)")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                   help="run each selected cell once per seed (victim and poison); the tables show the mean and "
+                   "the spread over the seeds measured (default: the single seed 1112)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and a GPU-hour estimate, submit nothing")
     p.add_argument("--parallel", type=int, default=1, help="jobs at a time (local) / array parallelism (slurm)")
     p.add_argument("--gpus-per-job", type=int, default=0, help="run each job as N processes under torch.distributed")

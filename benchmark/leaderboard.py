@@ -22,7 +22,7 @@ from attacks.external import is_external
 from .grids import attack_spec, grid_cells
 from .paper import paper_values
 from .specs import CONTROL, VictimSpec
-from .tables import PROTOCOL, SUPERVISED_NOTE, RecordCache, cell_metric, data_description, write_text_atomic
+from .tables import PROTOCOL, SUPERVISED_NOTE, RecordCache, data_description, write_text_atomic
 
 NOT_ATTACKS = ("none", CONTROL)
 JSON_FORMAT = "cp-bench-leaderboard/1"
@@ -65,6 +65,8 @@ class Entry:
     untrained_key: str | None = None
     data: tuple[str, ...] = ()
     source_sha256: str | None = None  # an imported poison's source file, as its victim's record says
+    seeds: int = 1  # how many seeds `ours` (and the references) are the mean of
+    spread: float | None = None  # the sample standard deviation of `ours` over them (None below two)
 
     @property
     def damage(self) -> float | None:
@@ -219,13 +221,13 @@ def build_leaderboard(results: Path, scale: str, metric: str = "probe_best") -> 
     def entry(attack: str, spec: VictimSpec, probe: str) -> Entry:
         clean = replace(spec, poison=None)
         untrained = replace(spec, algorithm=CONTROL, poison=None)
-        record = cache.get(spec.key)
-        ours = cell_metric(record, probe, metric)
-        return Entry(attack, Victim(spec.algorithm, spec.arch, spec.dataset, probe), ours,
-                     paper.get((spec.key, probe)), cell_metric(cache.get(clean.key), probe, metric),
-                     cell_metric(cache.get(untrained.key), probe, metric), paper.get((clean.key, probe)),
-                     spec.key, clean.key, untrained.key, data_description(record, probe) if ours is not None else (),
-                     ((record or {}).get("poison") or {}).get("source_sha256"))
+        m = cache.measure(spec, probe, metric)
+        record = cache.first_record(spec, m)
+        return Entry(attack, Victim(spec.algorithm, spec.arch, spec.dataset, probe), m.mean,
+                     paper.get((spec.key, probe)), cache.measure(clean, probe, metric).mean,
+                     cache.measure(untrained, probe, metric).mean, paper.get((clean.key, probe)),
+                     spec.key, clean.key, untrained.key, data_description(record, probe) if m.n else (),
+                     ((record or {}).get("poison") or {}).get("source_sha256"), max(m.n, 1), m.spread)
 
     entries, seen = [], set()
     for c in cells:
@@ -248,6 +250,13 @@ def build_leaderboard(results: Path, scale: str, metric: str = "probe_best") -> 
 
 def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def accuracy_text(e: Entry) -> str:
+    """'44.9', or '44.9 ± 0.6 (3 seeds)' for the mean of several seeds."""
+    if e.seeds < 2 or e.spread is None:
+        return _num(e.ours)
+    return f"{e.ours:.1f} ± {e.spread:.1f} ({e.seeds} seeds)"
 
 
 def origin(s: Standing) -> str:
@@ -280,7 +289,7 @@ def victim_frame(lb: Leaderboard, victim: Victim) -> pd.DataFrame:
     ranked = lb.ranked(victim)
     pending = sorted((e for e in lb.entries if e.victim == victim and e.ours is None and e.paper is not None),
                      key=lambda e: (e.paper, e.attack))
-    rows = [[rank, e.attack, _num(e.ours), _num(e.paper), _num(e.damage, 2)] for rank, e in ranked]
+    rows = [[rank, e.attack, accuracy_text(e), _num(e.paper), _num(e.damage, 2)] for rank, e in ranked]
     rows += [["-", e.attack, "-", _num(e.paper), "-"] for e in pending]
     return pd.DataFrame(rows, columns=["rank", "attack", "accuracy", "paper", "damage"])
 
@@ -309,7 +318,10 @@ def intro(lb: Leaderboard) -> list[str]:
             "the panel, then the mean damage; an attack missing a panel victim is listed as incomplete, not "
             "ranked. Worst-case accuracy = the highest accuracy it leaves on the panel.",
             "ext:NAME = a poison made elsewhere and imported with `bench import-poison` (origin: the sha256 of its "
-            "source file; all digits in leaderboard.json)."]
+            "source file; all digits in leaderboard.json)."] + \
+        (["A victim measured with several seeds: its accuracy is the mean ± the sample standard deviation over "
+          "them, and damage uses the means (clean and untrained too)."]
+         if any(e.seeds > 1 for e in lb.entries) else [])
 
 
 def _table(df: pd.DataFrame, fmt: str) -> str:
@@ -381,7 +393,8 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 def entry_json(e: Entry) -> dict:
     return {"victim": {"algorithm": e.victim.algorithm, "arch": e.victim.arch, "dataset": e.victim.dataset,
                        "probe": e.victim.probe},
-            "accuracy": e.ours, "clean": e.clean, "untrained": e.untrained, "damage": _round(e.damage),
+            "accuracy": e.ours, "seeds": e.seeds if e.ours is not None else 0, "spread": _round(e.spread),
+            "clean": e.clean, "untrained": e.untrained, "damage": _round(e.damage),
             "paper": e.paper, "record": e.key, "clean_record": e.clean_key, "untrained_record": e.untrained_key,
             "data": list(e.data), **({"source_sha256": e.source_sha256} if e.external else {})}
 

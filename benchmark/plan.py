@@ -14,6 +14,7 @@ from .grids import Cell, grid_cells
 from .poison_store import load_poison
 from .records import read_record, record_path, results_root
 from .scales import get_scale
+from .seeds import with_seeds
 from .specs import CONTROL, VictimSpec
 from .victim_job import victim_settings
 
@@ -135,9 +136,10 @@ def stored_poison_checksum(attack: AttackSpec, store) -> str | None:
 
 
 def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str] | None = None,
-              columns: list[str] | None = None) -> Plan:
+              columns: list[str] | None = None, seeds: list[int] | None = None) -> Plan:
     """Distinct jobs of a grid (or of the given rows/columns of it), in dependency order; a cell whose
-    attack is not registered is skipped. A wanted row `ext:NAME` (an imported poison) is added to the grid."""
+    attack is not registered is skipped. A wanted row `ext:NAME` (an imported poison) is added to the grid.
+    With `seeds`, every selected cell is planned once per seed (its victim and its poison take the seed)."""
     cells = grid_cells(grid, scale, extra_rows=[r for r in rows or () if is_external(r)])
     for wanted, attr in ((rows, "row"), (columns, "column")):
         if wanted:
@@ -146,7 +148,7 @@ def make_plan(grid: str, scale: str, *, results=None, store=None, rows: list[str
             if unknown:
                 raise UnknownNameError(attr, unknown[0], valid)
             cells = [c for c in cells if getattr(c, attr) in wanted]
-    plan = Plan(grid, scale, cells)
+    plan = Plan(grid, scale, with_seeds(cells, seeds))
     probes: dict[str, list[str]] = {}
     victims: dict[str, VictimSpec] = {}
     poisons: dict[str, AttackSpec] = {}

@@ -18,16 +18,19 @@ def run_grid(args: argparse.Namespace) -> int:
     from .plan import Job, make_plan, missing_imports
     from .poison_store import missing_import
     from .preflight import preflight
+    from .seeds import with_seeds
 
+    seeds = getattr(args, "seeds", None)
     plan = make_plan(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
-                     columns=args.columns)
+                     columns=args.columns, seeds=seeds)
     selected = {(c.grid, c.row, c.column) for c in plan.cells}
     external = [r for r in args.rows or () if is_external(r)]
-    paper_poisons, paper_victims = distinct_jobs([c for c in grid_cells(args.grid, "paper", external)
-                                                  if (c.grid, c.row, c.column) in selected])
+    paper_poisons, paper_victims = distinct_jobs(with_seeds([c for c in grid_cells(args.grid, "paper", external)
+                                                             if (c.grid, c.row, c.column) in selected], seeds))
     paper_hours = sum(Job("poison", k, attack=a).gpu_hours for k, a in paper_poisons.items()) + \
         sum(Job("victim", k, victim=v).gpu_hours for k, v in paper_victims.items())
-    print(f"grid {args.grid} at the {args.scale} scale: {len(plan.cells)} cells, {len(plan.jobs)} jobs "
+    times = f" x {len(seeds)} seeds" if seeds else ""
+    print(f"grid {args.grid} at the {args.scale} scale: {len(selected)} cells{times}, {len(plan.jobs)} jobs "
           f"({len(plan.done)} done, {len(plan.pending)} to run)")
     for attack, cells in plan.skipped.items():
         print(f"  skipped: {len(cells)} cells of attack {attack!r}, which is not registered yet")
@@ -57,7 +60,7 @@ def run_grid(args: argparse.Namespace) -> int:
         options.slurm = slurm_params
     submissions = dispatch(plan, options, data_root=args.data_root, store=args.store, results=args.results)
     after = make_plan(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
-                      columns=args.columns)
+                      columns=args.columns, seeds=seeds)
     print(f"submitted {len(submissions)} jobs; now {len(after.done)} of {len(after.jobs)} jobs done "
           f"(bench cells --grid {args.grid} --scale {args.scale} shows every cell)")
     print_left(after, args.store)

@@ -22,6 +22,7 @@ from victims.atomic import write_text_atomic
 from .grids import GRIDS, Cell, grid_cells
 from .paper import paper_values
 from .records import read_record, read_records, record_path
+from .seeds import DEFAULT_SEED, Measurement, measured, reseed
 from .specs import CONTROL, VictimSpec
 
 METRICS = ("probe_best", "probe_final", "knn")
@@ -62,6 +63,22 @@ class RecordCache:
             self._records[key] = record if record is not None and is_current(record) else None
         return self._records[key]
 
+    def seeds(self) -> list[int]:
+        """The victim seeds of this scale's records (the grids' own seed first): the seeds a cell is looked up
+        with."""
+        if not hasattr(self, "_seeds"):
+            found = {r.get("victim", {}).get("seed") for r in read_records(self.results, self.scale)}
+            self._seeds = [DEFAULT_SEED] + sorted(s for s in found if isinstance(s, int) and s != DEFAULT_SEED)
+        return self._seeds
+
+    def measure(self, victim: VictimSpec, probe: str, metric: str = "probe_best") -> Measurement:
+        """`victim`'s number on `probe` for every seed it was measured with (victim and poison reseeded)."""
+        return measured({s: cell_metric(self.get(reseed(victim, s).key), probe, metric) for s in self.seeds()})
+
+    def first_record(self, victim: VictimSpec, measurement: Measurement) -> dict | None:
+        """The record of the first seed measured (where the data description is read)."""
+        return self.get(reseed(victim, measurement.seeds[0]).key) if measurement.n else None
+
     def external_rows(self) -> list[str]:
         """The imported poisons (`ext:NAME`, sorted) that some victim of this scale was trained on."""
         if not hasattr(self, "_external"):
@@ -100,6 +117,8 @@ class CellValue:
     ours: float | None
     paper: float | None
     data: tuple[str, ...] = ()  # what the record says it trained and probed on
+    seeds: int = 1  # how many seeds `ours` is the mean of
+    spread: float | None = None  # their sample standard deviation (None below two seeds)
 
 
 @dataclass(frozen=True)
@@ -166,10 +185,10 @@ def build_table(grid: str, scale: str, results: Path, metric: str = "probe_best"
     cells, paper = table_cells(grid, scale, cache.external_rows()), paper_values(grid)
     values = []
     for cell in cells:
-        record = cache.get(cell.victim.key)
-        ours = cell_metric(record, cell.probe, metric)
-        values.append(CellValue(grid, cell.row, cell.column, ours, paper.get((cell.row, cell.column)),
-                                data_description(record, cell.probe) if ours is not None else ()))
+        m = cache.measure(cell.victim, cell.probe, metric)
+        record = cache.first_record(cell.victim, m)
+        values.append(CellValue(grid, cell.row, cell.column, m.mean, paper.get((cell.row, cell.column)),
+                                data_description(record, cell.probe) if m.n else (), max(m.n, 1), m.spread))
     shown = {v.row for v in values if not is_external(v.row) or v.ours is not None}
     cells, values = [c for c in cells if c.row in shown], [v for v in values if v.row in shown]
     return Table(grid, scale, metric, list(dict.fromkeys(c.row for c in cells)),
@@ -229,13 +248,21 @@ def _diff(ours: float, paper: float) -> float:
     return round(round(ours, 1) - paper, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
+def ours_text(c: CellValue, pm: str = "±") -> str:
+    """'44.9', or '44.9 ± 0.6 (3 seeds)' for the mean of several seeds."""
+    if c.seeds < 2 or c.spread is None:
+        return f"{c.ours:.1f}"
+    return f"{c.ours:.1f} {pm} {c.spread:.1f} ({c.seeds} seeds)"
+
+
 def cell_text(c: CellValue) -> str:
-    """'44.9 (paper 44.9, +0.0)'; '26.2' without a paper value; '- (paper 44.9)' when not measured."""
+    """'44.9 (paper 44.9, +0.0)'; '26.2' without a paper value; '- (paper 44.9)' when not measured; the mean of
+    several seeds shows their spread: '44.9 ± 0.6 (3 seeds) (paper 44.9, +0.0)'."""
     if c.ours is None:
         return DASH if c.paper is None else f"{DASH} (paper {c.paper:.1f})"
     if c.paper is None:
-        return f"{c.ours:.1f}"
-    return f"{c.ours:.1f} (paper {c.paper:.1f}, {_diff(c.ours, c.paper):+.1f})"
+        return ours_text(c)
+    return f"{ours_text(c)} (paper {c.paper:.1f}, {_diff(c.ours, c.paper):+.1f})"
 
 
 LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -251,10 +278,11 @@ def latex_escape(text: str) -> str:
 def latex_cell(c: CellValue) -> str:
     if c.ours is None:
         return "--" if c.paper is None else f"-- {{\\scriptsize ({c.paper:.1f})}}"
+    ours = ours_text(c, "$\\pm$")
     if c.paper is None:
-        return f"{c.ours:.1f}"
+        return ours
     diff = _diff(c.ours, c.paper)
-    return f"{c.ours:.1f} {{\\scriptsize ({c.paper:.1f}, ${'-' if diff < 0 else '+'}${abs(diff):.1f})}}"
+    return f"{ours} {{\\scriptsize ({c.paper:.1f}, ${'-' if diff < 0 else '+'}${abs(diff):.1f})}}"
 
 
 def frame(table: Table, text=cell_text) -> pd.DataFrame:
@@ -270,6 +298,9 @@ def caption(table: Table, latex: bool = False) -> tuple[str, str, str]:
     title = f"Table {table.grid}, scale {table.scale}"
     data = "Data: " + ("; ".join(table.data) if table.data else "no records yet") + "."
     protocol = f"Probe: {PROTOCOL[table.metric]} [{table.metric}]; {SUPERVISED_NOTE}."
+    if any(c.seeds > 1 for c in table.cells):
+        protocol += (" A cell measured with several seeds shows their mean ± the sample standard deviation; "
+                     "every other cell is one seed.")
     if latex:
         return latex_escape(title), latex_escape(data), latex_escape(protocol)
     return title, data, protocol
@@ -317,15 +348,17 @@ def render_html(table: Table) -> str:
 
 
 def render_csv(tables: list[Table], header: bool = True) -> str:
-    """`grid,row,column,ours,paper,scale`, one line per cell; ours empty where not measured."""
+    """`grid,row,column,ours,paper,scale,seeds,spread`, one line per cell: ours is the mean over `seeds` seeds
+    (empty, and seeds 0, where not measured), spread their sample standard deviation (empty below two)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     if header:
-        writer.writerow(["grid", "row", "column", "ours", "paper", "scale"])
+        writer.writerow(["grid", "row", "column", "ours", "paper", "scale", "seeds", "spread"])
     for t in tables:
         for c in t.cells:
             writer.writerow([c.grid, c.row, c.column, "" if c.ours is None else f"{c.ours:.2f}",
-                             "" if c.paper is None else f"{c.paper:.1f}", t.scale])
+                             "" if c.paper is None else f"{c.paper:.1f}", t.scale, 0 if c.ours is None else c.seeds,
+                             "" if c.spread is None else f"{c.spread:.2f}"])
     return out.getvalue()
 
 
