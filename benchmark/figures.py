@@ -95,7 +95,8 @@ def bar_values(table: Table) -> dict[tuple[str, str], tuple[float | None, float 
 
 
 def bars_figure(table: Table) -> tuple[Figure, dict]:
-    """One panel per column, two bars per row (paper, ours); a cell not measured has only its paper bar."""
+    """One panel per column, two bars per row (paper, ours); a cell not measured has only its paper bar, a cell
+    measured with several seeds shows their mean with one standard deviation as an error bar."""
     plt = pyplot()
     values = bar_values(table)
     rows, columns = table.rows, table.columns
@@ -111,6 +112,11 @@ def bars_figure(table: Table) -> tuple[Figure, dict]:
                    linewidth=0.5, label="paper")
         if ours:
             ax.bar([x[i] + w / 2 for i, _ in ours], [o for _, o in ours], w, color="C0", label=f"ours ({table.scale})")
+        spread = [(x[rows.index(c.row)] + w / 2, c.ours, c.spread) for c in table.cells
+                  if c.column == column and c.row in rows and c.ours is not None and c.spread is not None]
+        if spread:  # the mean of several seeds: one standard deviation either side
+            ax.errorbar([i for i, _, _ in spread], [o for _, o, _ in spread], yerr=[s for _, _, s in spread],
+                        fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
         for i, (o, p) in enumerate(cells):
             if o is None and p is not None:
                 ax.text(x[i] + w / 2, 1, "not run", rotation=90, ha="center", va="bottom", fontsize=6, color="0.3")

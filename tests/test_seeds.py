@@ -125,3 +125,22 @@ def test_claims_report_the_spread_and_a_margin_inside_it(results: Path):
     write(results, reseed(cell("cp-s").victim, 8), 80.0)  # a third seed that barely hurts: spread now spans 0.4
     damage = {c.name: c for c in check_claims(results, SCALE)}["cp_damage"]
     assert any(n.startswith("simclr cp-s:") and "not settled" in n for n in damage.notes)
+
+
+def test_bars_show_one_standard_deviation_for_several_seeds(results: Path):
+    from matplotlib.container import ErrorbarContainer
+
+    from benchmark.figures import bars_figure, pyplot
+
+    table = build_table("effectiveness", SCALE, results)
+    fig, _ = bars_figure(table)
+    panel = next(ax for ax in fig.axes if ax.get_title() == "cifar10/simclr")
+    bars = [c for c in panel.containers if isinstance(c, ErrorbarContainer)]
+    segments = [s for c in bars for s in c.lines[2][0].get_segments()]
+    spans = sorted((round(float(s[0][1]), 3), round(float(s[1][1]), 3)) for s in segments)
+    sd_clean, sd_cps = statistics.stdev(CLEAN.values()), statistics.stdev(CPS.values())
+    assert spans == sorted([(round(82 - sd_clean, 3), round(82 + sd_clean, 3)),
+                            (round(45 - sd_cps, 3), round(45 + sd_cps, 3))])  # the single-seed cells have none
+    other = next(ax for ax in fig.axes if ax.get_title() == "cifar10/moco")
+    assert not [c for c in other.containers if isinstance(c, ErrorbarContainer)]
+    pyplot().close(fig)
