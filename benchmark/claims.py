@@ -14,9 +14,10 @@ from victims.algorithms import contrastive_algorithms
 
 from .grids import attack_spec
 from .leaderboard import damage
+from .records import results_root
 from .seeds import Measurement, paired
 from .specs import CONTROL, VictimSpec
-from .tables import RecordCache, build_table
+from .tables import RecordCache, build_table, write_text_atomic
 
 TAU_TABLES = ("effectiveness", "transfer_algorithms", "architectures")
 ALL_TABLES = ("effectiveness", "downstream", "architectures", "transfer_supervised", "transfer_algorithms",
@@ -172,4 +173,34 @@ def differences(published: dict, current: dict) -> list[str]:
     return out
 
 
-__all__ = ["Claim", "check_claims", "claims_path", "differences", "to_json"]
+def claims_command(results, scale: str, *, write: bool = False, check: bool = False) -> int:
+    """`bench claims`: print each claim with its numbers; `write`: publish them; `check`: compare them with the
+    published file. The exit code: 1 when they differ, else 0."""
+    results = results_root(results)
+    claims = check_claims(results, scale)
+    for c in claims:
+        print(f"[{c.status:>12}] {c.statement}\n               {json.dumps(c.numbers)}")
+        if c.spreads:
+            print(f"               seed spread: {json.dumps(c.spreads)}")
+        for note in c.notes:
+            print(f"               note: {note}")
+    current, path = to_json(claims, scale), claims_path(results, scale)
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(current, indent=1) + "\n")
+        print(f"wrote {path}")
+    if check:
+        try:
+            published = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"no published claims to check at {path} ({e}); run `bench claims --scale "
+                             f"{scale} --write` after the runs")
+        problems = differences(published, current)
+        for p in problems:
+            print(f"MISMATCH {p}")
+        print(f"{len(problems)} claim(s) differ from {path}" if problems else f"the records give {path}")
+        return 1 if problems else 0
+    return 0
+
+
+__all__ = ["Claim", "check_claims", "claims_command", "claims_path", "differences", "to_json"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
+from tabulate import tabulate
+
 from attacks import ATTACKS
 from attacks.external import external_spec, is_external
 from attacks.spec import AttackSpec
@@ -145,3 +147,14 @@ def distinct_jobs(cells: list[Cell]) -> tuple[dict[str, AttackSpec], dict[str, V
     poisons = {c.victim.poison.key: c.victim.poison for c in cells if c.victim.poison is not None}
     victims = {c.victim.key: c.victim for c in cells}
     return poisons, victims
+
+
+def grids_command(scale: str) -> int:
+    """`bench grids`: the grids with their cell and job counts at `scale`."""
+    rows = []
+    for name in GRIDS.names():
+        cells = grid_cells(name, scale)
+        poisons, victims = distinct_jobs(cells)
+        rows.append([name, len(cells), len(poisons), len(victims), len(poisons) + len(victims)])
+    print(tabulate(rows, headers=["grid", "cells", "poison jobs", "victim jobs", "jobs"]))
+    return 0

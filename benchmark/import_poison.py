@@ -360,3 +360,17 @@ def import_poison(name: str, path: str | os.PathLike, *, dataset: str, scale: st
         "per": per, "eps": eps, "source": {"path": str(path), "sha256": file_sha256(path)}, "assumed": assumed,
         "notes": notes, "data": f"{data.source}, {len(data)} images", "created": now()})
     return Imported(poison, assumed, notes + [f"stored {target}"])
+
+
+def import_command(name: str, path: str | os.PathLike, *, dataset: str, scale: str, **options) -> int:
+    """`bench import-poison`: `import_poison` (the same options), then what it assumed and stored."""
+    imported = import_poison(name, path, dataset=dataset, scale=scale, **options)
+    p, a = imported.poison, imported.assumed
+    print(f"read {path} as {a['content']} in {a['units']} units, laid out {a['layout']}, one per {a['per']}"
+          " (override with --content, --units, --per)")
+    for note in imported.notes:
+        print(f"  {note}")
+    print(f"imported {p.spec['attack']}: {tuple(p.delta.shape)} int8 poison for {dataset} at the {scale} "
+          f"scale, eps {p.eps_pixels}/255, checksum {p.checksum[:16]}; use it as `--attack {p.spec['attack']}` or "
+          f"`bench run --grid effectiveness --rows {p.spec['attack']}`")
+    return 0

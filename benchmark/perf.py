@@ -227,3 +227,40 @@ def cifar10_poison_sizes() -> dict[str, int]:
     with tempfile.TemporaryDirectory() as tmp:
         disk = poison.save(Path(tmp) / "cp-s.safetensors").stat().st_size
     return {"disk": disk, "memory": poison.nbytes, "float32": delta.numel() * 4}
+
+
+def perf_train_command(algorithm: str, arch: str, scale_name: str, **options) -> int:
+    """`bench perf train`: `perf_train` (the same options), printed."""
+    r = perf_train(algorithm, arch, scale_name, **options)
+    print(f"bench perf train: {algorithm} / {arch}, {scale_name} scale, batch {r.batch_size}, "
+          f"{r.device}, {torch.get_num_threads()} threads")
+    print(f"  ours (uint8 on device, kornia views):      {r.ours_images_per_s:9.1f} images/s")
+    print(f"  reference (PIL transforms + DataLoader):   {r.reference_images_per_s:9.1f} images/s")
+    print(f"  ratio ours / reference:                    {r.ratio:9.2f}x")
+    print(f"  network alone (views made beforehand):     {r.network_images_per_s:9.1f} images/s = "
+          f"{r.ceiling:.2f}x the reference: the most any input pipeline can reach with this network here")
+    print(f"  step: {r.step_gflop:.2f} GFLOP, achieved {r.achieved_gflops:.1f} GFLOP/s = "
+          f"{100 * r.achieved_gflops / r.matmul_peak_gflops:.1f}% of a dense matmul peak of "
+          f"{r.matmul_peak_gflops:.1f} GFLOP/s measured in this run")
+    return 0
+
+
+def perf_attack_command(attack: str, algorithm: str, arch: str, scale_name: str, *, synthetic: bool = False,
+                        **options) -> int:
+    """`bench perf attack`: `perf_attack` (the same options), printed: seconds per outer epoch,
+    perturbation-phase throughput, peak memory, and the poison's size."""
+    r = perf_attack(attack, algorithm, arch, scale_name, synthetic=synthetic, **options)
+    mb = 1e6
+    print(f"bench perf attack: {r.attack} with {algorithm} / {arch}, {scale_name} scale, {r.images} "
+          f"{'synthetic' if synthetic else 'CIFAR-10'} images, {r.epochs} outer epoch(s), {r.device}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"  seconds per outer epoch:                   {r.seconds_per_epoch:9.1f} s")
+    print(f"  perturbation phase:                        {r.perturbation_images_per_s:9.1f} images x steps / s")
+    print(f"  peak memory:                               {r.peak_memory_bytes / mb:9.1f} MB "
+          f"({'CUDA allocated' if r.device.startswith('cuda') else 'process resident set'})")
+    print(f"  working delta ({r.images} images):          {r.working_delta_bytes / mb:9.1f} MB")
+    sizes = cifar10_poison_sizes()
+    print(f"  CIFAR-10 CP-S poison (50,000 images): {sizes['disk'] / mb:.1f} MB on disk, "
+          f"{sizes['memory'] / mb:.1f} MB in memory, vs {sizes['float32'] / mb:.1f} MB as float32 "
+          f"({sizes['disk'] / sizes['float32']:.3f} and {sizes['memory'] / sizes['float32']:.3f} of it)")
+    return 0

@@ -7,7 +7,9 @@ import os
 import uuid
 from pathlib import Path
 
-from .data import DATASETS, SPLITS, DatasetNotFoundError
+from tabulate import tabulate
+
+from .data import DATASETS, SPLITS, DatasetNotFoundError, describe
 from .data.catalog import locate
 from .paths import DATA_ENV, STORE_ENV, data_roots, store_root
 from .plan import Plan
@@ -18,6 +20,39 @@ from .scales import get_scale
 def how_to_provide(name: str) -> str:
     """The line `bench datasets` prints for a data set it did not find."""
     return f"{name}: provide {DATASETS[name].how_to}"
+
+
+def datasets_command(data_root=None, verbose: bool = False) -> int:
+    """`bench datasets`: every data set, where it was found (or why not), its splits, sizes and classes."""
+    roots = data_roots(data_root)
+    print(f"data roots: {', '.join(map(str, roots)) or f'(none: pass --data-root or set {DATA_ENV})'}")
+    rows, problems = [], []
+    for name, info in DATASETS.items():
+        if name == "synthetic":
+            rows.append([name, info.title, "generated", "-", "640 (default)", "160 (default)", info.num_classes])
+            continue
+        sizes, where, classes = {}, "", ""
+        for split in SPLITS:
+            try:
+                found, split_info = describe(name, split, data_root)
+            except (DatasetNotFoundError, OSError, ValueError) as err:
+                sizes[split] = "missing"
+                if verbose:
+                    problems.append(f"{name}/{split}: {err}")
+                continue
+            sizes[split] = f"{split_info.count:,}"
+            where, classes = f"{found.kind}: {found.path.parent if found.kind == 'image folder' else found.path}", \
+                len(split_info.classes)
+        status = "found" if all(s != "missing" for s in sizes.values()) else \
+            "partial" if any(s != "missing" for s in sizes.values()) else "not found"
+        rows.append([name, info.title, status, where or "-", sizes["train"], sizes["test"], classes or "-"])
+        if status != "found" and not verbose:
+            problems.append(how_to_provide(name))
+    print(tabulate(rows, headers=["name", "data set", "status", "where", "train", "test", "classes"]))
+    if problems:
+        print("\nnot found" + ("" if verbose else " (bench datasets -v lists every path tried and how to provide it)")
+              + ":\n  " + "\n  ".join(problems))
+    return 0
 
 
 def needed_datasets(plan: Plan) -> dict[str, set[str]]:

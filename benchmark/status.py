@@ -12,12 +12,18 @@ import os
 import pickle
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from tabulate import tabulate
+
 from . import slurm_jobs
+from .grids import grid_cells
 from .ledger import read_ledger
-from .plan import Job, Plan
+from .paper import paper_values
+from .plan import Job, Plan, make_plan
+from .records import read_record, record_path, results_root
 
 ACTIVE = ("running", "queued", "unknown")  # not submitted again: waited for, or depended on
 OUTDATED = ("finished earlier, but its output is gone or out of date (other settings, data, poison or probe "
@@ -175,3 +181,60 @@ def cancel(plan: Plan, store) -> list[tuple[Job, JobStatus]]:
                 continue
         cancelled.append((job, status))
     return cancelled
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+def cells_command(grid: str, scale: str, results=None) -> int:
+    """`bench cells`: a grid's cells with their state (done when the victim's record has the probed metric),
+    our value and the paper's."""
+    results = results_root(results)
+    rows = []
+    for cell in grid_cells(grid, scale):
+        record = read_record(record_path(results, scale, cell.victim.key))
+        metric = (record or {}).get("metrics", {}).get(cell.probe)
+        paper = paper_values(cell.grid).get((cell.row, cell.column))
+        value = metric.get("test_accuracy", metric["probe_best"]) if metric else None
+        rows.append([cell.grid, cell.row, cell.column, "done" if metric else "pending",
+                     "-" if value is None else f"{value:.1f}", "-" if paper is None else f"{paper:.1f}",
+                     cell.victim.key[:12]])
+    print(tabulate(rows, headers=["grid", "row", "column", "state", "ours", "paper", "victim job"]))
+    return 0
+
+
+def status_command(grid: str, scale: str, *, results=None, store=None, rows: list[str] | None = None,
+                   columns: list[str] | None = None) -> int:
+    """`bench status`: every cell's state (done / running / queued / blocked / failed / pending) with its job id,
+    log and last error; a cell waiting on its poison shows the poison job."""
+    plan = make_plan(grid, scale, results=results, store=store, rows=rows, columns=columns)
+    status = plan_status(plan, store)
+    jobs = {j.key: j for j in plan.jobs}
+    table = []
+    for cell in plan.cells:
+        victim = status.get(cell.victim.key)
+        if victim is None:  # its attack is not registered
+            table.append([cell.grid, cell.row, cell.column, "skipped", "-", "-", "attack not registered"])
+            continue
+        shown, what = victim, "victim"
+        poison_key = jobs[cell.victim.key].depends_on
+        while poison_key and victim.state in ("pending", "queued") and status[poison_key].state != "done":
+            shown, what = status[poison_key], "poison"  # the cell waits on its poison: show that job
+            poison_key = jobs[poison_key].depends_on
+        state = shown.shown if what == "victim" else f"{shown.shown} ({what})"
+        table.append([cell.grid, cell.row, cell.column, state, shown.job_id, shown.log, shown.error])
+    print(tabulate(table, headers=["grid", "row", "column", "state", "job id", "log", "last error"]))
+    counts = Counter(s.state for s in status.values())
+    print(f"jobs: {len(plan.jobs)} ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}); "
+          f"`bench run` resubmits the failed, blocked and pending ones, nothing else")
+    return 0
+
+
+def cancel_command(grid: str, scale: str, *, results=None, store=None, rows: list[str] | None = None,
+                   columns: list[str] | None = None) -> int:
+    """`bench cancel`: cancel the running, queued and blocked jobs of a grid and say which."""
+    plan = make_plan(grid, scale, results=results, store=store, rows=rows, columns=columns)
+    cancelled = cancel(plan, store)
+    for job, status in cancelled:
+        print(f"cancelled {job.name} (job {status.job_id}, was {status.state})")
+    print(f"cancelled {len(cancelled)} job(s) of grid {grid} at the {scale} scale")
+    return 0

@@ -7,16 +7,19 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+from tabulate import tabulate
 
 from victims.augment import contrastive_augment, eval_transform, supervised_augment
-from victims.distributed import default_device, rank
+from victims.distributed import default_device, init_from_env, rank
 from victims.probe import classifier_accuracy, extract_features, knn_accuracy, linear_probe
 from victims.recipes import build_encoder, build_model
 from victims.train import TrainConfig, fit
 
 from attacks import Poison, PoisonError
 
+from .grids import attack_spec
 from .paths import store_root
+from .poison_job import make_poison
 from .poison_store import load_poison, poison_path, poison_report
 from .records import RECORD_FORMAT, environment, now, record_path, results_root, write_json_atomic
 from .scales import Scale, get_scale
@@ -149,3 +152,26 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, poison: P
     record = json.loads(json.dumps(record))  # exactly what a reader of the file gets (tuples become lists)
     write_json_atomic(record_path(results_root(results), spec.scale, spec.key), record)
     return record
+
+
+def victim_command(algorithm: str, arch: str, dataset: str, *, attack: str = "none", scale: str = "smoke",
+                   seed: int = 1112, eval_datasets: list[str] | None = None, data_root=None, store=None,
+                   results=None, device=None) -> int:
+    """`bench victim`: train and evaluate one victim (on the poison of `attack`, made with ResNet-18 as in the
+    paper, or reused when stored), write its record, print its metrics (on rank 0)."""
+    init_from_env()  # several processes when launched by torchrun (or submitit with --gpus-per-job)
+    poison = attack_spec(attack, dataset, algorithm, scale)
+    spec = VictimSpec(algorithm, arch, dataset, poison, scale=scale, seed=seed)
+    eval_spec = EvalSpec(tuple(eval_datasets or [dataset]))
+    made = make_poison(poison, data_root=data_root, store=store, device=device) \
+        if poison is not None and not poison.is_clean else None
+    record = run_victim(spec, eval_spec, poison=made, data_root=data_root, store=store, results=results,
+                        device=device)
+    if rank() != 0:
+        return 0
+    rows = [[name, f"{m['probe_best']:.2f}", f"{m['probe_final']:.2f}", f"{m['knn']:.2f}",
+             f"{m['test_accuracy']:.2f}" if "test_accuracy" in m else "-"] for name, m in record["metrics"].items()]
+    print(f"{algorithm} / {arch} on {record['data']['train']} [{scale}]; "
+          f"train {record['timing']['train_s']} s, total {record['timing']['total_s']} s")
+    print(tabulate(rows, headers=["probed", "probe best", "probe final", "kNN", "test acc"]))
+    return 0
