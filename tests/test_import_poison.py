@@ -231,8 +231,8 @@ def test_an_imported_poison_runs_through_a_smoke_grid_row_into_the_tables(tmp_pa
     assert main(["tables", "--grid", "effectiveness", "--scale", SCALE, "--format", "csv", *where[2:]]) == 0
     ours = record["metrics"][DATASET]["probe_best"]
     lines = capsys.readouterr().out.splitlines()
-    assert f"effectiveness,ext:rnd,cifar10/simclr,{ours:.2f},,{SCALE}" in lines  # not a paper row: no paper value
-    assert "effectiveness,ext:rnd,cifar10/moco,,,smoke" in lines
+    assert f"effectiveness,ext:rnd,cifar10/simclr,{ours:.2f},,{SCALE},1," in lines  # not a paper row: no paper value
+    assert "effectiveness,ext:rnd,cifar10/moco,,,smoke,0," in lines
     assert main(["leaderboard", "--scale", SCALE, "--format", "json", *where[2:]]) == 0
     doc = json.loads(capsys.readouterr().out)
     ext = next(s for s in doc["incomplete"] if s["attack"] == "ext:rnd")
