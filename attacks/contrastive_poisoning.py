@@ -165,6 +165,8 @@ class ContrastivePoisoning(Attack):
         # would be released at these epochs: on_snapshot(epoch, poison, the history of every epoch so far)
         self.snapshot_epochs: set[int] = set()
         self.on_snapshot: Callable[[int, Poison, list[dict]], None] | None = None
+        # and may stop the run early, its checkpoint saved, to release later epochs in another session
+        self.stop_after: int | None = None
 
     defaults = {**COMMON, **BUDGETS["paper"]["cp-c"]}
 
@@ -216,7 +218,8 @@ class ContrastivePoisoning(Attack):
         else:
             self.initialise(spec, p, store, labels, index)
 
-        bar = tqdm(range(start, release), initial=start, total=release, unit="epoch", dynamic_ncols=True,
+        end = release if self.stop_after is None else max(start, min(release, self.stop_after))
+        bar = tqdm(range(start, end), initial=start, total=release, unit="epoch", dynamic_ncols=True,
                    desc=f"{spec.attack} {spec.algorithm}", disable=not progress)
         last_save = time.monotonic()
         for epoch in bar:
@@ -248,7 +251,7 @@ class ContrastivePoisoning(Attack):
             bar.set_postfix(model=f"{entry['model_loss']:.3f}", noise=f"{entry['noise_loss']:.3f}")
             if self.on_snapshot is not None and epoch + 1 in self.snapshot_epochs:
                 self.on_snapshot(epoch + 1, self.released(store, p, spec, index), history)
-            done = epoch + 1 == release
+            done = epoch + 1 == end
             if state_path and (done or time.monotonic() - last_save >= SAVE_EVERY_S):
                 save_checkpoint(state_path, {"key": spec.key, "epoch": epoch + 1, "trainer": trainer.state_dict(),
                                              "units": store.units.cpu(), "model_position": model_stream.position,
@@ -256,7 +259,7 @@ class ContrastivePoisoning(Attack):
                 last_save = time.monotonic()
         bar.close()
         self.history, self.working_bytes = history, store.nbytes
-        self.report.update(epochs=release, history=history, working_delta_bytes=store.nbytes)
+        self.report.update(epochs=end, history=history, working_delta_bytes=store.nbytes)
         return self.released(store, p, spec, index)
 
     def released(self, store: DeltaStore, p: dict[str, Any], spec: AttackSpec, index: torch.Tensor) -> Poison:

@@ -265,3 +265,22 @@ def test_a_poison_s_settings_include_its_surrogate_s():
     assert settings["surrogate"]["algorithm"]["base_temperature"] == 0.07
     assert settings["surrogate"]["train"]["lr_schedule"] == "epoch"
     assert "surrogate" not in attack_settings(AttackSpec("random", "cifar10", scale="smoke"))
+
+
+def test_a_run_stopped_early_releases_its_snapshots_and_goes_on_to_the_same_poison(data, tmp_path):
+    """The budget curve's staged run: snapshots at the asked epochs, a stop with the checkpoint saved, and a
+    later run that goes on from there to the poison an uninterrupted run makes."""
+    s = spec("cp-s", epochs=3, model_step=1, noise_step=1, init="random", release_fraction=1.0)
+    whole = generate_poison(s, data.images, data.labels, data.index, progress=False)
+    attack = ATTACKS.get("cp-s")()
+    seen: dict[int, Poison] = {}
+    attack.snapshot_epochs, attack.stop_after = {1, 2}, 2
+    attack.on_snapshot = lambda epoch, poison, history: seen.update({epoch: poison}) or None
+    early = attack.generate(s, data.images, data.labels, data.index, progress=False, workdir=tmp_path)
+    assert sorted(seen) == [1, 2] and torch.equal(early.delta, seen[2].delta)
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["epoch"] == 2
+    assert not torch.equal(early.delta, whole.delta)
+    rest = ATTACKS.get("cp-s")()
+    resumed = rest.generate(s, data.images, data.labels, data.index, progress=False, workdir=tmp_path)
+    assert rest.report["resumed_from_epoch"] == 2
+    assert torch.equal(resumed.delta, whole.delta)

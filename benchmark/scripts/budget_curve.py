@@ -1,11 +1,13 @@
 """The budget curve: a CP poison's damage against its poisoning epochs.
 
 One CP run with a schedule of `--epochs`, the poison released (as an attacker would: 8-bit) at each
-`--release` epoch, a victim trained and probed on each release. Everything resumes: the CP run checkpoints
-under the store, each release is stored beside it, and a point whose record exists is skipped.
+`--release` epoch, a victim trained and probed on each release. `--until E` stops the CP run after the last
+release up to epoch E (checkpoint saved) and tests the releases made so far; the same command with a later
+`--until`, or without it, goes on from there. Everything resumes: the CP run checkpoints under the store,
+each release is stored beside it, and a point whose record exists is skipped.
 
-    python benchmark/scripts/budget_curve.py run --attack cp-s --scale mini --epochs 160 --release 8 24 72 160
-    python benchmark/scripts/budget_curve.py run --attack cp-s --init random --epochs 24 --release 8 24
+    python benchmark/scripts/budget_curve.py run --attack cp-s --scale mini --epochs 200 --release 8 24 72 160
+    python benchmark/scripts/budget_curve.py run --attack cp-s --init random --epochs 200 --release 8 24 72 160 --until 24
     python benchmark/scripts/budget_curve.py figure --scale mini      # results/figures/budget_curve.png
 
 Each point is a JSON record under results/budget/<scale>/: the damage (with the clean and untrained
@@ -73,7 +75,8 @@ def run(args: argparse.Namespace) -> None:
     report_path = work / "releases.json"
     if report_path.is_file():
         reports = {int(k): v for k, v in json.loads(report_path.read_text()).items()}
-    missing = [e for e in releases if not snapshots[e].is_file()]
+    until = args.epochs if args.until is None else args.until
+    missing = [e for e in releases if not snapshots[e].is_file() and e <= until]
     if missing:
         for needed in attack.requires(spec):
             attack.inputs[needed.key] = make_poison(needed, data_root=args.data_root, store=args.store,
@@ -89,13 +92,14 @@ def run(args: argparse.Namespace) -> None:
             print(f"released at epoch {epoch}: {snapshots[epoch]} ({time.perf_counter() - started:.0f} s this run)")
 
         attack.snapshot_epochs, attack.on_snapshot = set(missing), save
+        attack.stop_after = max(missing) if args.until is not None else None
         attack.generate(spec, data.images, data.labels, data.index, device=device, workdir=work / "work")
     clean_spec = VictimSpec(args.victim, "resnet18", args.dataset, None, args.scale)
     clean = reference(results, clean_spec)
     untrained = reference(results, VictimSpec(CONTROL, "resnet18", args.dataset, None, args.scale))
     for epoch in releases:
         path = point_path(out, spec, epoch)
-        if path.is_file():
+        if path.is_file() or not snapshots[epoch].is_file():
             continue
         poison = Poison.load(snapshots[epoch])
         config = victim_train_config(clean_spec)
@@ -177,6 +181,8 @@ def main() -> None:
             p.add_argument("--init", default="cp-c", choices=["cp-c", "random"], help="CP-S start")
             p.add_argument("--epochs", type=int, required=True, help="the CP schedule's length")
             p.add_argument("--release", type=int, nargs="+", required=True, help="epochs to release at")
+            p.add_argument("--until", type=int, help="stop the CP run after the last release up to this epoch "
+                                                     "(its checkpoint saved); run again without it to go on")
             p.add_argument("--data-root", help="data sets folder (default: $BENCH_DATA)")
             p.add_argument("--store", help="artifact store (default: $BENCH_STORE or ./store)")
     args = parser.parse_args()
