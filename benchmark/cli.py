@@ -248,7 +248,8 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
                    help="run each selected cell once per seed (victim and poison); the tables show the mean and "
                    "the spread over the seeds measured (default: the single seed 1112)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and a GPU-hour estimate, submit nothing")
-    p.add_argument("--parallel", type=int, default=1, help="jobs at a time (local) / array parallelism (slurm)")
+    p.add_argument("--parallel", type=int, metavar="N", help="jobs at a time (local, default: one per core, at "
+                   "most 4, or 1 with a GPU) / array parallelism (slurm, default 1 or the profile's)")
     p.add_argument("--gpus-per-job", type=int, default=0, help="run each job as N processes under torch.distributed")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads per local job (default: $OMP_NUM_THREADS "
                    "when set, else the cores shared out among the --parallel jobs)")

@@ -23,13 +23,14 @@ from .plan import Job, Plan
 from .records import results_root
 
 CLUSTERS = ("local", "slurm", "debug")
-POLL_S = 2.0  # local: how often finished jobs are looked for
+POLL_S = 0.5  # local: how often finished jobs are looked for (a smoke job takes seconds)
+MAX_LOCAL_PARALLEL = 4  # the default local jobs at a time is the cores, at most this many
 
 
 @dataclass
 class DispatchOptions:
     cluster: str = "local"
-    parallel: int = 1  # local: jobs at a time; slurm: array parallelism
+    parallel: int = 1  # local: jobs at a time; slurm: array parallelism (`default_parallel` when not given)
     gpus_per_job: int = 0
     slurm: dict = field(default_factory=dict)  # partition, timeout_min, mem_gb, cpus_per_task, account, qos
     max_time_min: int | None = None  # slurm: the partition's time limit (caps the default time limits)
@@ -42,6 +43,20 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def default_parallel(cluster: str) -> int:
+    """Jobs at a time when --parallel is not given. Local without a GPU: one job per core, at most
+    MAX_LOCAL_PARALLEL (each then gets `cores / parallel` threads; a smoke job spends most of its time starting
+    Python and torch on one core, so two single-thread jobs on 2 cores finish a grid about twice as fast).
+    Local with a GPU, debug and Slurm: 1 (on Slurm a profile's `array_parallelism` still applies)."""
+    if cluster != "local":
+        return 1
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    return max(1, min(usable_cores(), MAX_LOCAL_PARALLEL))
 
 
 def job_threads(threads: int | None = None, parallel: int = 1) -> int:

@@ -13,7 +13,7 @@ def run_grid(args: argparse.Namespace) -> int:
     """Plan a grid's jobs, skip the done ones, check data and folders, submit the rest (--dry-run: print)."""
     from attacks.external import is_external
 
-    from .dispatch import DispatchOptions, dispatch
+    from .dispatch import DispatchOptions, default_parallel, dispatch
     from .grids import distinct_jobs, grid_cells
     from .plan import Job, make_plan, missing_imports
     from .poison_store import missing_import
@@ -50,7 +50,8 @@ def run_grid(args: argparse.Namespace) -> int:
     if missing:
         raise SystemExit("bench run: nothing submitted: " + "; ".join(missing_import(m, args.store) for m in missing))
     preflight(plan, data_root=args.data_root, store=args.store, results=args.results)
-    options = DispatchOptions(args.cluster, parallel=args.parallel, gpus_per_job=args.gpus_per_job,
+    parallel = args.parallel or default_parallel(args.cluster)
+    options = DispatchOptions(args.cluster, parallel=parallel, gpus_per_job=args.gpus_per_job,
                               threads=args.threads)
     if args.cluster == "slurm":
         from .slurm import check_controller, check_submission

@@ -90,6 +90,30 @@ def test_each_local_job_gets_the_cores_shared_out_unless_omp_num_threads_or_thre
     assert [call.threads for call in fake.calls] == [2, 2]
 
 
+def test_bench_run_without_parallel_runs_a_local_job_per_core_at_most_four_and_one_elsewhere(
+        tmp_path: Path, monkeypatch):
+    import torch
+
+    from benchmark import dispatch as d
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for cores, expected in ((1, 1), (2, 2), (3, 3), (16, 4)):
+        monkeypatch.setattr(d, "usable_cores", lambda cores=cores: cores)
+        assert d.default_parallel("local") == expected
+    assert d.default_parallel("slurm") == 1 and d.default_parallel("debug") == 1
+    monkeypatch.setattr(d, "usable_cores", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert d.default_parallel("local") == 1  # one GPU, one job on it at a time
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    seen = []
+    monkeypatch.setattr(d, "dispatch", lambda plan, options, **_: seen.append(options) or [])
+    base = ["run", "--grid", "motivation", "--scale", "smoke", "--rows", "none", "--columns", "simclr",
+            "--store", str(tmp_path / "store"), "--results", str(tmp_path / "results")]
+    main(base)
+    main(base + ["--parallel", "1"])
+    assert [o.parallel for o in seen] == [2, 1]
+
+
 def test_a_missing_data_set_stops_the_run_before_anything_is_submitted(tmp_path: Path, capsys):
     from benchmark.preflight import how_to_provide
 
