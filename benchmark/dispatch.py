@@ -30,7 +30,7 @@ MAX_LOCAL_PARALLEL = 4  # the default local jobs at a time is the cores, at most
 @dataclass
 class DispatchOptions:
     cluster: str = "local"
-    parallel: int = 1  # local: jobs at a time; slurm: array parallelism (`default_parallel` when not given)
+    parallel: int = 1  # local: jobs at a time; slurm: array parallelism (bench run: `default_parallel` if unset)
     gpus_per_job: int = 0
     slurm: dict = field(default_factory=dict)  # partition, timeout_min, mem_gb, cpus_per_task, account, qos
     max_time_min: int | None = None  # slurm: the partition's time limit (caps the default time limits)

@@ -40,8 +40,8 @@ def test_a_staged_budget_curve_gives_every_point_with_its_damage_and_a_figure(tm
     assert "resumed from the checkpoint of epoch 1" in out  # the CP run went on from its stop
     points = [json.loads(p.read_text()) for p in sorted((results / "budget" / "smoke").glob("*.json"))]
     assert [p["epoch"] for p in points] == [1, 3]
-    records = {json.loads(p.read_text())["key"]: json.loads(p.read_text())
-               for p in (results / "records" / "smoke").glob("*.json")}
+    records = [json.loads(p.read_text()) for p in (results / "records" / "smoke").glob("*.json")]
+    records = {r["key"]: r for r in records}
     for point in points:
         clean, untrained = records[point["clean_record"]], records[point["untrained_record"]]
         assert clean["victim"]["algorithm"] == "simclr" and untrained["victim"]["algorithm"] == "untrained"

@@ -7,7 +7,8 @@ release up to epoch E (checkpoint saved) and tests the releases made so far; the
 each release is stored beside it, and a point whose record exists is skipped.
 
     python benchmark/scripts/budget_curve.py run --attack cp-s --scale mini --epochs 200 --release 8 24 72 160
-    python benchmark/scripts/budget_curve.py run --attack cp-s --init random --epochs 200 --release 8 24 72 160 --until 24
+    python benchmark/scripts/budget_curve.py run --attack cp-s --init random --epochs 200 --release 8 24 72 160 \
+        --until 24
     python benchmark/scripts/budget_curve.py figure --scale mini      # results/figures/budget_curve.png
 
 Each point is a JSON record under results/budget/<scale>/: the damage (with the clean and untrained
