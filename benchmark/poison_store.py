@@ -64,6 +64,35 @@ def poison_is_current(spec: AttackSpec, store=None) -> bool:
     return True
 
 
+def made_with(spec: AttackSpec, store=None) -> dict:
+    """What the stored poison of `spec` was made with, as a victim's record keeps it: `settings` (its budget
+    and surrogate) and `input_settings` (those of the poisons it starts from, by key). Empty for an imported
+    poison or one whose record does not keep them."""
+    report = poison_report(spec, store) or {}
+    if is_external(spec.attack) or "settings" not in report:
+        return {}
+    made = {"settings": report["settings"]}
+    inputs = {needed.key: (poison_report(needed, store) or {}).get("settings")
+              for needed in ATTACKS.get(spec.attack)().requires(spec)}
+    if inputs:
+        made["input_settings"] = inputs
+    return made
+
+
+def made_as_now(spec: AttackSpec, poison_info: dict) -> bool:
+    """Whether a victim record's poison (`poison_info`, see `made_with`) was made with the settings the
+    attack has now, and from poisons made with theirs. A record without them (imported poisons, records made
+    before they were kept) counts as current."""
+    if is_external(spec.attack) or "settings" not in poison_info:
+        return True
+    if comparable(poison_info["settings"]) != comparable(attack_settings(spec)):
+        return False
+    inputs = poison_info.get("input_settings") or {}
+    return all(needed.key not in inputs or inputs[needed.key] is None
+               or comparable(inputs[needed.key]) == comparable(attack_settings(needed))
+               for needed in ATTACKS.get(spec.attack)().requires(spec))
+
+
 def load_poison(spec: AttackSpec, store=None) -> Poison | None:
     """The stored, verified poison of `spec`, or None when it has not been made yet, or was made with
     other settings or from another version of the poison it starts from (then it is to be made again)."""

@@ -15,12 +15,14 @@ from pathlib import Path
 import pandas as pd
 from tabulate import DataRow, Line, TableFormat, tabulate
 
+from attacks import ATTACKS
 from attacks.external import is_external
 from attacks.spec import AttackSpec
 from victims.atomic import write_text_atomic
 
 from .grids import GRIDS, Cell, grid_cells
 from .paper import paper_values
+from .poison_store import made_as_now
 from .records import read_record, read_records, record_path
 from .seeds import DEFAULT_SEED, Measurement, measured, reseed
 from .specs import CONTROL, VictimSpec
@@ -100,9 +102,12 @@ def is_current(record: dict) -> bool:
         spec = VictimSpec(**{**fields, "poison": AttackSpec.from_dict(poison) if poison else None})
         expected = victim_settings(spec)
         described = get_scale(spec.scale).describe_data(spec.dataset)
-    except (KeyError, TypeError, ValueError):  # e.g. an algorithm or data set no longer registered
+        # its poison made with another budget (or from another CP-C) is out of date too
+        poison_now = spec.poison is None or spec.poison.is_clean or spec.poison.attack not in ATTACKS \
+            or made_as_now(spec.poison, record.get("poison") or {})
+    except (KeyError, TypeError, ValueError):  # e.g. an algorithm, data set or attack parameter no longer known
         return False
-    return same_settings(record.get("settings", {}), expected) and \
+    return poison_now and same_settings(record.get("settings", {}), expected) and \
         record.get("data", {}).get("stands_for") == described
 
 

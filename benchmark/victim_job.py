@@ -20,7 +20,7 @@ from attacks import Poison, PoisonError
 from .grids import attack_spec
 from .paths import store_root
 from .poison_job import make_poison
-from .poison_store import load_poison, poison_path, poison_report
+from .poison_store import load_poison, made_with, poison_path, poison_report
 from .records import RECORD_FORMAT, environment, now, record_path, results_root, write_json_atomic
 from .scales import Scale, get_scale
 from .specs import CONTROL, EvalSpec, VictimSpec
@@ -108,6 +108,7 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, poison: P
         poison_info = {"key": spec.poison.key, "checksum": poison.checksum, "per": poison.per,
                        "eps": poison.eps, "file": poison_path(spec.poison, store).name}
         report = poison_report(spec.poison, store) or {}
+        poison_info.update(made_with(spec.poison, store))  # a reader can tell a poison of another budget
         if report.get("external"):  # an imported poison: the record keeps which file it came from
             poison_info.update(external=True, source_sha256=report.get("source", {}).get("sha256"))
     settings = victim_settings(spec)  # first: an unknown algorithm's error names add_recipe

@@ -86,6 +86,39 @@ def test_a_victim_of_a_poison_made_again_or_missing_is_run_again(tmp_path: Path)
     assert main(grid) == 0 and pending() == []
 
 
+def test_a_victim_record_of_a_poison_made_with_another_budget_is_out_of_date_without_the_store(tmp_path: Path,
+                                                                                               monkeypatch):
+    """A poisoned victim's record keeps what its poison was made with (and the CP-C its CP-S started from):
+    after the scale's CP-C budget changes, the tables leave the cell empty even with no store to look in."""
+    from attacks import contrastive_poisoning as cp
+    from benchmark.tables import build_table
+
+    store, results = tmp_path / "store", tmp_path / "results"
+    assert main(["run", "--grid", "effectiveness", "--scale", "smoke", "--cluster", "debug", "--rows", "cp-s",
+                 "--columns", "cifar10/simclr", "--store", str(store), "--results", str(results)]) == 0
+    (record,) = _records(results).values()
+    made = record["poison"]
+    assert made["settings"]["epochs"] == cp.BUDGETS["smoke"]["cp-s"]["epochs"]
+    (cp_c,) = made["input_settings"].values()
+    assert cp_c["epochs"] == cp.BUDGETS["smoke"]["cp-c"]["epochs"]
+
+    def measured() -> list[float | None]:
+        (table,) = [build_table("effectiveness", "smoke", results)]
+        return [c.ours for c in table.cells if c.row == "cp-s" and c.column == "cifar10/simclr"]
+
+    assert measured()[0] is not None
+    budget = cp.BUDGETS["smoke"]["cp-c"]
+    monkeypatch.setitem(cp.BUDGETS["smoke"], "cp-c", {**budget, "epochs": 5})
+    assert measured() == [None]  # started from a CP-C of another budget
+    monkeypatch.setitem(cp.BUDGETS["smoke"], "cp-c", budget)
+    assert measured()[0] is not None
+    monkeypatch.setitem(cp.BUDGETS["smoke"], "cp-s", {**cp.BUDGETS["smoke"]["cp-s"], "num_steps": 3})
+    assert measured() == [None]  # made with another budget itself
+    plan = make_plan("effectiveness", "smoke", results=results, store=store, rows=["cp-s"],
+                     columns=["cifar10/simclr"])
+    assert sorted(j.kind for j in plan.pending) == ["poison", "victim"]
+
+
 def test_a_record_made_with_another_probe_protocol_is_probed_again_without_training(tmp_path: Path):
     """Changing the scale's probe (e.g. standardised features) makes finished victims pending (status says
     why); running them again resumes the final checkpoint (no epoch trained) and probes it the new way."""
