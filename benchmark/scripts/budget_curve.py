@@ -37,7 +37,11 @@ from victims.augment import contrastive_augment
 from victims.recipes import build_model
 from victims.train import fit
 
-PAPER_CLEAN, PAPER_CP_S = 91.8, 44.9  # CIFAR-10 SimCLR (the paper's effectiveness table)
+PAPER_CLEAN = 91.8  # CIFAR-10 SimCLR, clean and poisoned (the paper's effectiveness table)
+PAPER = {"cp-s": 44.9, "cp-c": 68.0}
+# what an epoch is: CP-S's is a pass of each turn over the data; CP-C's is model_step + noise_step batches
+EPOCH_UNIT = {"cp-s": "poisoning epochs (a pass over the data per turn)",
+              "cp-c": "poisoning epochs (the scale's model_step + noise_step batches each)"}
 PAPER_UNTRAINED = 37.5  # a random ResNet-18's probe on CIFAR-10 is 35-40% (an estimate, not the paper's)
 
 
@@ -142,28 +146,33 @@ def figure(args: argparse.Namespace) -> None:
     if not points:
         raise SystemExit(f"no budget points with a damage under {folder}: run `budget_curve.py run` first (the "
                          "damage needs the scale's clean and untrained records of the victim)")
-    curves: dict[str, list[dict]] = {}
-    for p in points:
-        a = p["attack"]
-        label = f"{a['attack']} ({a['algorithm']}, {a['params'].get('init', 'uniform')} start, " \
-                f"{a['params']['epochs']}-epoch schedule)"
-        curves.setdefault(label, []).append(p)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for label, pts in curves.items():
-        pts.sort(key=lambda p: p["epoch"])
-        ax.plot([p["epoch"] for p in pts], [p["damage"] for p in pts], marker="o", label=label)
-    paper = (PAPER_CLEAN - PAPER_CP_S) / (PAPER_CLEAN - PAPER_UNTRAINED)
-    ax.axhline(paper, color="0.4", linestyle="--", label=f"paper, CP-S on SimCLR ({paper:.2f}; untrained ~37.5%)")
-    ax.axhline(0.4, color="0.7", linestyle=":", label="goal 0.4")
-    ax.set_xscale("log")
-    epochs = sorted({p["epoch"] for p in points})
-    ax.set_xticks(epochs, [str(e) for e in epochs])
-    ax.minorticks_off()
-    ax.set_ylim(min(0.0, min(p["damage"] for p in points) - 0.05), 1.0)
-    ax.set_xlabel("poisoning epochs")
-    ax.set_ylabel("damage")
-    ax.set_title(f"Damage against the poisoning budget ({args.scale} scale, {points[0]['data']})", fontsize=8)
-    ax.legend(fontsize=6, loc="center right")
+    attacks = sorted({p["attack"]["attack"] for p in points}, reverse=True)  # cp-s first
+    fig, axes = plt.subplots(1, len(attacks), figsize=(6 * len(attacks), 3.6), squeeze=False)
+    low = min(0.0, min(p["damage"] for p in points) - 0.05)
+    for ax, attack in zip(axes[0], attacks):
+        curves: dict[str, list[dict]] = {}
+        for p in (p for p in points if p["attack"]["attack"] == attack):
+            a = p["attack"]
+            init = a["params"].get("init", "cp-c")
+            start = f"{'uniform' if init == 'random' else init} start, " if attack == "cp-s" else ""
+            curves.setdefault(f"{a['algorithm']}, {start}{a['params']['epochs']}-epoch schedule", []).append(p)
+        for label, pts in curves.items():
+            pts.sort(key=lambda p: p["epoch"])
+            ax.plot([p["epoch"] for p in pts], [p["damage"] for p in pts], marker="o", label=label)
+        paper = (PAPER_CLEAN - PAPER[attack]) / (PAPER_CLEAN - PAPER_UNTRAINED)
+        ax.axhline(paper, color="0.4", linestyle="--",
+                   label=f"paper, {attack.upper()} on SimCLR ({paper:.2f}; untrained ~37.5%)")
+        ax.axhline(0.4, color="0.7", linestyle=":", label="goal 0.4")
+        ax.set_xscale("log")
+        epochs = sorted({p["epoch"] for pts in curves.values() for p in pts})
+        ax.set_xticks(epochs, [str(e) for e in epochs])
+        ax.minorticks_off()
+        ax.set_ylim(low, 1.0)
+        ax.set_xlabel(EPOCH_UNIT[attack])
+        ax.set_ylabel("damage")
+        ax.set_title(f"{attack.upper()}: damage against the poisoning budget ({args.scale} scale, "
+                     f"{points[0]['data']})", fontsize=7)
+        ax.legend(fontsize=6, loc="upper left")
     fig.tight_layout()
     out = results_root(args.results) / "figures" / "budget_curve.png"
     out.parent.mkdir(parents=True, exist_ok=True)
