@@ -237,6 +237,20 @@ def test_official_per_algorithm_budgets_hold_at_every_scale(scale):
     assert {k: p("cp-c", "moco")[k] for k in official} == official
 
 
+def test_cp_s_starts_from_cp_c_at_the_paper_scale_and_from_uniform_noise_at_mini():
+    """The official CP-S starts from a finished CP-C; the mini scale starts from uniform noise (the budget
+    curve measured it stronger there, docs/fidelity.md) and so needs no CP-C job; a spec can still ask."""
+    def cps(scale, **params):
+        return AttackSpec("cp-s", "cifar10", "simclr", "resnet18", params=params, scale=scale)
+
+    attack = ATTACKS.get("cp-s")()
+    assert cp.budget(cps("paper"))["init"] == "cp-c" and cp.budget(cps("smoke"))["init"] == "cp-c"
+    assert [r.attack for r in attack.requires(cps("paper"))] == ["cp-c"]
+    assert cp.budget(cps("mini"))["init"] == "random" and attack.requires(cps("mini")) == []
+    assert [r.attack for r in attack.requires(cps("mini", init="cp-c"))] == ["cp-c"]
+    assert cp.budget(cps("mini"))["epochs"] == 30 and round(30 * cp.budget(cps("mini"))["release_fraction"]) == 24
+
+
 def test_the_attacker_s_encoder_follows_the_official_cp_schedule():
     s = spec("cp-s")
     model, config, _ = cp.surrogate(s, cp.budget(s), 10, 32)
