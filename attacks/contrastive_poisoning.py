@@ -33,9 +33,8 @@ from .spec import AttackSpec
 
 # Budgets per scale. model_step / noise_step = 0 means one whole pass over the data set (and never more).
 # paper: REFERENCE.md section 2. mini: 10,000 CIFAR-10 images on 2 CPU cores, chosen from the budget curve
-# (docs/evidence.md, "The budget curve"): CP-S on a 30-epoch schedule (SimCLR's released at 24) from uniform
-# noise, which measured stronger than the mini CP-C start (damage 0.28 against 0.09 at 24 epochs); a
-# departure from the official CP-C start, listed in docs/fidelity.md. smoke: seconds on generated data.
+# (docs/evidence.md, "The budget curve"); its CP-S starts from uniform noise, not from CP-C (a departure
+# listed in docs/fidelity.md). smoke: seconds on generated data.
 BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
         "cp-c": {"epochs": 1000, "model_step": 20, "noise_step": 20, "num_steps": 1, "step_size": 0.1},
