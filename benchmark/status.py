@@ -186,17 +186,22 @@ def cancel(plan: Plan, store) -> list[tuple[Job, JobStatus]]:
 # ---------------------------------------------------------------------------------------------- commands
 
 def cells_command(grid: str, scale: str, results=None) -> int:
-    """`bench cells`: a grid's cells with their state (done when the victim's record has the probed metric),
-    our value and the paper's."""
+    """`bench cells`: a grid's cells with their state and our value beside the paper's, read as the tables read
+    them: a record made with other settings, data or poison budget than the code's of now is `out of date`, and
+    a cell measured with several seeds shows their mean and spread."""
+    from .tables import RecordCache, cell_metric
+
     results = results_root(results)
-    rows = []
+    cache, rows = RecordCache(results, scale), []
     for cell in grid_cells(grid, scale):
-        record = read_record(record_path(results, scale, cell.victim.key))
-        metric = (record or {}).get("metrics", {}).get(cell.probe)
+        m = cache.measure(cell.victim, cell.probe)
         paper = paper_values(cell.grid).get((cell.row, cell.column))
-        value = metric.get("test_accuracy", metric["probe_best"]) if metric else None
-        rows.append([cell.grid, cell.row, cell.column, "done" if metric else "pending",
-                     "-" if value is None else f"{value:.1f}", "-" if paper is None else f"{paper:.1f}",
+        if m.n:
+            state, value = "done", f"{m.mean:.1f}" + (f" ± {m.spread:.1f} ({m.n} seeds)" if m.n > 1 else "")
+        else:
+            stale = cell_metric(read_record(record_path(results, scale, cell.victim.key)), cell.probe)
+            state, value = ("out of date" if stale is not None else "pending"), "-"
+        rows.append([cell.grid, cell.row, cell.column, state, value, "-" if paper is None else f"{paper:.1f}",
                      cell.victim.key[:12]])
     print(tabulate(rows, headers=["grid", "row", "column", "state", "ours", "paper", "victim job"]))
     return 0

@@ -144,3 +144,17 @@ def test_bars_show_one_standard_deviation_for_several_seeds(results: Path):
     other = next(ax for ax in fig.axes if ax.get_title() == "cifar10/moco")
     assert not [c for c in other.containers if isinstance(c, ErrorbarContainer)]
     pyplot().close(fig)
+
+
+def test_bench_cells_reads_cells_as_the_tables_do(results: Path, capsys):
+    from benchmark.status import cells_command
+
+    stale = make_record(cell("cp-c").victim, {"cifar10": (60.0, 60.0, 60.0)})
+    stale["data"]["stands_for"] = "another data set"  # made on other data: out of date, as the tables say
+    write_json_atomic(record_path(results, SCALE, cell("cp-c").victim.key), stale)
+    assert cells_command("effectiveness", SCALE, results) == 0
+    lines = {tuple(line.split()[1:3]): line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert "done" in lines[("none", "cifar10/simclr")] and "82.0 ± 2.0 (3 seeds)" in lines[("none", "cifar10/simclr")]
+    assert "45.0 ± 7.1 (2 seeds)" in lines[("cp-s", "cifar10/simclr")] and " 79.0 " in lines[("random", "cifar10/simclr")]
+    assert "out of date" in lines[("cp-c", "cifar10/simclr")] and "60.0" not in lines[("cp-c", "cifar10/simclr")]
+    assert "pending" in lines[("cp-c", "cifar10/moco")]
