@@ -21,6 +21,7 @@ from attacks.external import is_external
 
 from .grids import attack_spec, grid_cells
 from .paper import paper_values
+from .seeds import mean_text
 from .specs import CONTROL, VictimSpec
 from .tables import PROTOCOL, SUPERVISED_NOTE, RecordCache, data_description, write_text_atomic
 
@@ -254,9 +255,7 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 def accuracy_text(e: Entry) -> str:
     """'44.9', or '44.9 ± 0.6 (3 seeds)' for the mean of several seeds."""
-    if e.seeds < 2 or e.spread is None:
-        return _num(e.ours)
-    return f"{e.ours:.1f} ± {e.spread:.1f} ({e.seeds} seeds)"
+    return _num(e.ours) if e.ours is None else mean_text(e.ours, e.spread, e.seeds)
 
 
 def origin(s: Standing) -> str:

@@ -46,6 +46,13 @@ class Measurement:
         return dict(zip(self.seeds, self.values))
 
 
+def mean_text(mean: float, spread: float | None, seeds: int, pm: str = "±") -> str:
+    """'44.9', or '44.9 ± 0.6 (3 seeds)' for the mean of several seeds."""
+    if seeds < 2 or spread is None:
+        return f"{mean:.1f}"
+    return f"{mean:.1f} {pm} {spread:.1f} ({seeds} seeds)"
+
+
 def measured(values: dict[int, float | None]) -> Measurement:
     """The seeds that have a number, in seed order."""
     present = sorted((s, v) for s, v in values.items() if v is not None)

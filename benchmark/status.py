@@ -24,6 +24,7 @@ from .ledger import read_ledger
 from .paper import paper_values
 from .plan import Job, Plan, make_plan
 from .records import read_record, record_path, results_root
+from .seeds import mean_text
 
 ACTIVE = ("running", "queued", "unknown")  # not submitted again: waited for, or depended on
 OUTDATED = ("finished earlier, but its output is gone or out of date (other settings, data, poison or probe "
@@ -197,7 +198,7 @@ def cells_command(grid: str, scale: str, results=None) -> int:
         m = cache.measure(cell.victim, cell.probe)
         paper = paper_values(cell.grid).get((cell.row, cell.column))
         if m.n:
-            state, value = "done", f"{m.mean:.1f}" + (f" ± {m.spread:.1f} ({m.n} seeds)" if m.n > 1 else "")
+            state, value = "done", mean_text(m.mean, m.spread, m.n)
         else:
             stale = cell_metric(read_record(record_path(results, scale, cell.victim.key)), cell.probe)
             state, value = ("out of date" if stale is not None else "pending"), "-"

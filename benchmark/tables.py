@@ -24,7 +24,7 @@ from .grids import GRIDS, Cell, grid_cells
 from .paper import paper_values
 from .poison_store import made_as_now
 from .records import read_record, read_records, record_path
-from .seeds import DEFAULT_SEED, Measurement, measured, reseed
+from .seeds import DEFAULT_SEED, Measurement, mean_text, measured, reseed
 from .specs import CONTROL, VictimSpec
 
 METRICS = ("probe_best", "probe_final", "knn")
@@ -255,9 +255,7 @@ def _diff(ours: float, paper: float) -> float:
 
 def ours_text(c: CellValue, pm: str = "±") -> str:
     """'44.9', or '44.9 ± 0.6 (3 seeds)' for the mean of several seeds."""
-    if c.seeds < 2 or c.spread is None:
-        return f"{c.ours:.1f}"
-    return f"{c.ours:.1f} {pm} {c.spread:.1f} ({c.seeds} seeds)"
+    return mean_text(c.ours, c.spread, c.seeds, pm)
 
 
 def cell_text(c: CellValue) -> str:
