@@ -7,7 +7,8 @@ poisoned images. Each outer epoch (a) trains the encoder `model_step` batches on
 (`step_size` in units of eps), each through fresh kornia augmentations and, with `dual_branch`, through
 MoCo v2's key branch too (BYOL's target branch only with `target_gradient`, an extension); delta stays in
 the eps ball (no restarts). The encoder follows the official CP schedule: a per-epoch cosine over the CP
-epochs, no warm-up. docs/fidelity.md lists every difference from the official code.
+epochs, no warm-up (mini MoCo v2 excepted: SCALE_PER_ALGORITHM). docs/fidelity.md lists every difference
+from the official code.
 """
 from __future__ import annotations
 
@@ -58,17 +59,26 @@ PER_ALGORITHM: dict[tuple[str, str], dict[str, Any]] = {
     ("cp-s", "byol"): {"num_steps": 1, "step_size": 0.02},
     ("cp-s", "simclr"): {"release_fraction": 0.8},
 }
-# A scale that departs from PER_ALGORITHM says so here, with its reason (none does today).
-SCALE_PER_ALGORITHM: dict[tuple[str, str, str], dict[str, Any]] = {}
+# A scale that departs from the official settings for one algorithm says so here, with its reason.
+# mini MoCo v2: without a warm-up the attacker's encoder collapses within its first ~20 steps (every key the
+# same vector, the loss at its chance value log(1 + queue) x 0.2 / 0.07 = 19.81; docs/evidence.md, "The
+# MoCo v2 attacker"), so its poison is made by a constant network; a linear warm-up over ~120 encoder steps,
+# as the victims' 3 epochs, keeps it learning. CP-C's epochs have 10 encoder steps, CP-S's 39.
+SCALE_PER_ALGORITHM: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("mini", "cp-c", "moco"): {"warmup_epochs": 12},
+    ("mini", "cp-s", "moco"): {"warmup_epochs": 3},
+}
 # seconds between checkpoints (and one at the end); a requeued job loses at most this much work
 SAVE_EVERY_S = float(os.environ.get("BENCH_CHECKPOINT_EVERY_S", 60))
 # dual_branch: MoCo's key branch carries the gradient to the views (official --allow_mmt_grad).
 # target_gradient: BYOL's target branch does too (an extension: the official loss detaches the target).
 # gradient_precision: the dtype of the forward whose gradient is signed ("float32" official; "bfloat16"
 # autocasts on CUDA). release_rounding: the released 8-bit delta, "floor" as the official loader's
-# float -> PIL conversion truncates, or "nearest".
+# float -> PIL conversion truncates, or "nearest". warmup_epochs: a linear warm-up of the attacker's
+# encoder (official: none, main.py:669).
 COMMON = {"eps": 8 / 255, "dual_branch": True, "target_gradient": False, "batch_size": 0,
-          "release_fraction": 1.0, "gradient_precision": "float32", "release_rounding": "floor"}
+          "release_fraction": 1.0, "gradient_precision": "float32", "release_rounding": "floor",
+          "warmup_epochs": 0}
 CHOICES = {"gradient_precision": ("float32", "bfloat16"), "release_rounding": ("floor", "nearest"),
            "init": ("cp-c", "random")}
 
@@ -92,22 +102,22 @@ def budget(spec: AttackSpec) -> dict[str, Any]:
         raise AttackParamError(f"{spec.attack}: target_gradient is BYOL's (its target branch); "
                                f"use dual_branch for {spec.algorithm!r}")
     if not 0 < eps_to_pixels(p["eps"]) <= 127 or p["epochs"] < 1 or p["num_steps"] < 1 or p["step_size"] <= 0 \
-            or not 0 < p["release_fraction"] <= 1:
+            or not 0 < p["release_fraction"] <= 1 or not 0 <= p["warmup_epochs"] < p["epochs"]:
         raise AttackParamError(f"{spec.attack}: eps must be in (0, 127/255], epochs and num_steps >= 1, "
-                               f"step_size > 0, release_fraction in (0, 1]; got {p}")
+                               f"step_size > 0, release_fraction in (0, 1], warmup_epochs in [0, epochs); got {p}")
     return p
 
 
 def surrogate(spec: AttackSpec, p: dict[str, Any], num_classes: int, image_side: int
               ) -> tuple[Algorithm, TrainConfig, int]:
     """The attacker's model (the scale's network for its algorithm) and its optimiser settings for CP: the
-    official CP loop sets a per-epoch cosine over the CP epochs with no warm-up."""
+    official CP loop sets a per-epoch cosine over the CP epochs with no warm-up (`warmup_epochs` 0)."""
     model, config, size = build_model(spec.algorithm, spec.arch or "resnet18", spec.scale, num_classes,
                                       image_side, seed=spec.seed)
     if p["target_gradient"]:
         model.target_gradient = True
     batch = int(p["batch_size"]) or config.batch_size
-    return model, replace(config, epochs=int(p["epochs"]), batch_size=batch, warmup_epochs=0,
+    return model, replace(config, epochs=int(p["epochs"]), batch_size=batch, warmup_epochs=int(p["warmup_epochs"]),
                           lr_schedule="epoch"), size
 
 

@@ -10,7 +10,8 @@ from attacks.spec import AttackSpec
 
 from victims.distributed import default_device
 
-from .poison_store import attack_settings, load_poison, missing_import, poison_path, poison_report  # noqa: F401
+from .poison_store import (attack_settings, clear_stale_workdir, load_poison, missing_import, poison_path,  # noqa: F401
+                           poison_report)
 from .records import environment, now, write_json_atomic
 from .scales import get_scale
 from .splits import load_split
@@ -33,6 +34,8 @@ def make_poison(spec: AttackSpec, *, data_root=None, store=None, device=None, pr
     inputs = {needed.key: make_poison(needed, data_root=data_root, store=store, device=device, progress=progress)
               for needed in ATTACKS.get(spec.attack)().requires(spec)}
     data = load_split(get_scale(spec.scale), spec.dataset, "train", data_root=data_root, store=store)
+    # checkpoints of a run started with other settings (a job stopped before the budget changed) are not resumed
+    clear_stale_workdir(path.with_suffix(".work"), attack_settings(spec))
     started, report = time.perf_counter(), {}
     device = device or default_device()
     poison = generate_poison(spec, data.images, data.labels, data.index, device=device,

@@ -5,6 +5,7 @@ Both sides read it: a poison job (which makes and stores a poison) and a victim 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from attacks import ATTACKS, Poison
@@ -14,6 +15,7 @@ from attacks.spec import AttackSpec
 from victims.train import outcome_settings
 
 from .paths import store_root
+from .records import write_json_atomic
 
 
 def poison_path(spec: AttackSpec, store=None) -> Path:
@@ -39,12 +41,35 @@ def attack_settings(spec: AttackSpec) -> dict:
     return json.loads(json.dumps(settings))
 
 
+# Attack settings added after poisons were first recorded, with the value every earlier poison had in effect
+# (CP's attacker had no warm-up): a poison recorded without them was made with these.
+SETTINGS_BEFORE_THEY_EXISTED = {"warmup_epochs": 0}
+
+
 def comparable(settings: dict) -> dict:
-    """A poison's settings with its surrogate's training settings reduced to those that change the weights."""
+    """A poison's settings with its surrogate's training settings reduced to those that change the weights
+    (and the settings added since, where it was recorded without them, at the value they had then)."""
+    settings = {**SETTINGS_BEFORE_THEY_EXISTED, **settings}
     surrogate = settings.get("surrogate")
     if not surrogate or "train" not in surrogate:
         return settings
     return {**settings, "surrogate": {**surrogate, "train": outcome_settings(surrogate["train"])}}
+
+
+def clear_stale_workdir(workdir: Path, settings: dict) -> None:
+    """Keep a poison's work folder (its checkpoints) only if it was started with `settings`; stamp it with
+    them. A folder without a stamp (made before stamps existed) is kept, as it always was."""
+    stamp = workdir / "settings.json"
+    if stamp.is_file():
+        try:
+            same = comparable(json.loads(stamp.read_text())) == comparable(settings)
+        except ValueError:
+            same = False
+        if not same:
+            shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not stamp.is_file():
+        write_json_atomic(stamp, settings)
 
 
 def poison_is_current(spec: AttackSpec, store=None) -> bool:

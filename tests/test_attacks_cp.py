@@ -262,6 +262,57 @@ def test_the_attacker_s_encoder_follows_the_official_cp_schedule():
         cp.budget(spec("cp-c", release_rounding="up"))
 
 
+def test_only_the_mini_moco_attacker_warms_up():
+    """The official CP encoder has no warm-up; the mini MoCo v2 attacker collapses without one, so that scale
+    (and only it) warms it up over ~120 encoder steps, in CP-C's and CP-S's own epochs."""
+    def config(attack, algorithm, scale, **params):
+        s = AttackSpec(attack, "cifar10", algorithm, "resnet18", params=params, scale=scale)
+        return cp.surrogate(s, cp.budget(s), 10, 32)[1]
+
+    assert config("cp-c", "moco", "mini").warmup_epochs * cp.budget(
+        AttackSpec("cp-c", "cifar10", "moco", "resnet18", scale="mini"))["model_step"] == 120
+    assert config("cp-s", "moco", "mini").warmup_epochs == 3
+    for scale in ("paper", "smoke"):
+        assert config("cp-c", "moco", scale).warmup_epochs == 0 and config("cp-s", "moco", scale).warmup_epochs == 0
+    for algorithm in ("simclr", "byol"):
+        assert config("cp-s", algorithm, "mini").warmup_epochs == 0
+    assert config("cp-s", "simclr", "paper", warmup_epochs=5).warmup_epochs == 5
+    with pytest.raises(AttackParamError, match="warmup_epochs in"):
+        cp.budget(spec("cp-c", warmup_epochs=3))  # smoke CP-C runs 3 epochs
+
+
+def test_settings_added_since_keep_older_poisons_current_at_their_old_value(tmp_path):
+    """A poison recorded before `warmup_epochs` existed was made without a warm-up: current where the attack
+    still has none, out of date where it has one now (the mini MoCo v2 attacker)."""
+    from benchmark.poison_store import attack_settings, comparable
+
+    for algorithm, current in (("simclr", True), ("moco", False)):
+        s = AttackSpec("cp-c", "cifar10", algorithm, "resnet18", scale="mini")
+        old = attack_settings(s)
+        old.pop("warmup_epochs")
+        old["surrogate"]["train"]["warmup_epochs"] = 0
+        assert (comparable(old) == comparable(attack_settings(s))) is current
+
+
+def test_checkpoints_of_a_run_with_other_settings_are_not_resumed(tmp_path):
+    """A poison job stopped before its budget changed leaves checkpoints under the same key: the next job
+    starts again rather than resuming them; a folder started with the same settings is kept."""
+    from benchmark.poison_store import clear_stale_workdir
+
+    work = tmp_path / "p.work"
+    clear_stale_workdir(work, {"epochs": 30})
+    (work / "state.pt").write_bytes(b"checkpoint")
+    clear_stale_workdir(work, {"epochs": 30})
+    assert (work / "state.pt").is_file()
+    clear_stale_workdir(work, {"epochs": 30, "warmup_epochs": 3})
+    assert not (work / "state.pt").exists() and (work / "settings.json").is_file()
+    legacy = tmp_path / "legacy.work"  # made before stamps: kept, as before
+    legacy.mkdir()
+    (legacy / "state.pt").write_bytes(b"checkpoint")
+    clear_stale_workdir(legacy, {"epochs": 30})
+    assert (legacy / "state.pt").is_file()
+
+
 def test_release_rounds_down_as_the_official_loader_does(data):
     made = {r: generate_poison(spec("cp-c", release_rounding=r), data.images, data.labels, data.index,
                                progress=False) for r in ("floor", "nearest")}
