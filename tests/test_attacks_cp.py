@@ -349,3 +349,22 @@ def test_a_run_stopped_early_releases_its_snapshots_and_goes_on_to_the_same_pois
     resumed = rest.generate(s, data.images, data.labels, data.index, progress=False, workdir=tmp_path)
     assert rest.report["resumed_from_epoch"] == 2
     assert torch.equal(resumed.delta, whole.delta)
+
+
+def test_the_attacker_collapse_script_reports_loss_and_spread(capsys, monkeypatch):
+    """benchmark/scripts/attacker_collapse.py (docs/evidence.md quotes it) runs and prints its measures."""
+    import importlib.util
+    import re
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmark" / "scripts" / "attacker_collapse.py"
+    module_spec = importlib.util.spec_from_file_location("attacker_collapse", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["attacker_collapse.py", "--scale", "smoke", "--algorithm", "moco",
+                                      "--epochs", "10", "--warmup-epochs", "1", "--steps", "20"])
+    module.main()
+    lines = re.findall(r"step +(\d+) +lr ([\d.]+) +loss +([\d.]+) +embedding spread ([\d.]+)", capsys.readouterr().out)
+    assert [int(s) for s, *_ in lines] == [10, 20]
+    assert all(float(lr) > 0 and float(loss) > 0 and 0 <= float(spread) <= 1 for _, lr, loss, spread in lines)
