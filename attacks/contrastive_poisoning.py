@@ -60,10 +60,10 @@ PER_ALGORITHM: dict[tuple[str, str], dict[str, Any]] = {
     ("cp-s", "simclr"): {"release_fraction": 0.8},
 }
 # A scale that departs from the official settings for one algorithm says so here, with its reason.
-# mini MoCo v2: without a warm-up the attacker's encoder collapses within its first ~20 steps (every key the
-# same vector, the loss at its chance value log(1 + queue) x 0.2 / 0.07 = 19.81; docs/evidence.md, "The
-# MoCo v2 attacker"), so its poison is made by a constant network; a linear warm-up over ~120 encoder steps,
-# as the victims' 3 epochs, keeps it learning. CP-C's epochs have 10 encoder steps, CP-S's 39.
+# mini MoCo v2: without a warm-up the narrow attacker's encoder collapses to one embedding for every image
+# (docs/evidence.md, "The MoCo v2 attacker"), so its poison would be made by a constant network; a linear
+# warm-up over ~120 encoder steps, as the victims' 3 epochs, keeps it learning (CP-C's epochs have 10
+# encoder steps, CP-S's 39).
 SCALE_PER_ALGORITHM: dict[tuple[str, str, str], dict[str, Any]] = {
     ("mini", "cp-c", "moco"): {"warmup_epochs": 12},
     ("mini", "cp-s", "moco"): {"warmup_epochs": 3},
