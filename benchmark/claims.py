@@ -1,8 +1,9 @@
 """The paper's claims, checked against the records of a scale (no training: reads records only).
 
 `bench claims --scale mini` prints each claim with its numbers and whether it holds, fails, or is not
-measured yet; `--write` publishes the result as results/claims/<scale>.json (what the README quotes) and
-`--check` fails when the records no longer give the published result (CI runs it on the committed records).
+measured yet; `--write` publishes the result as results/claims/<scale>.json and its table as
+results/claims/<scale>.md (what the README shows) and `--check` fails when the records no longer give the
+published result (CI runs it on the committed records).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from victims.algorithms import contrastive_algorithms
 
+from .claims_report import claims_markdown
 from .grids import attack_spec
 from .leaderboard import damage
 from .records import results_root
@@ -156,6 +158,10 @@ def claims_path(results: Path, scale: str) -> Path:
     return Path(results) / "claims" / f"{scale}.json"
 
 
+def claims_markdown_path(results: Path, scale: str) -> Path:
+    return Path(results) / "claims" / f"{scale}.md"
+
+
 def to_json(claims: list[Claim], scale: str) -> dict:
     return {"scale": scale, "claims": [asdict(c) for c in claims]}
 
@@ -188,7 +194,8 @@ def claims_command(results, scale: str, *, write: bool = False, check: bool = Fa
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(current, indent=1) + "\n")
-        print(f"wrote {path}")
+        write_text_atomic(claims_markdown_path(results, scale), claims_markdown(current))
+        print(f"wrote {path} and {claims_markdown_path(results, scale).name}")
     if check:
         try:
             published = json.loads(path.read_text())
@@ -196,6 +203,9 @@ def claims_command(results, scale: str, *, write: bool = False, check: bool = Fa
             raise SystemExit(f"no published claims to check at {path} ({e}); run `bench claims --scale "
                              f"{scale} --write` after the runs")
         problems = differences(published, current)
+        table = claims_markdown_path(results, scale)
+        if not table.exists() or table.read_text() != claims_markdown(current):
+            problems.append(f"{table} is not the table of the records' claims")
         for p in problems:
             print(f"MISMATCH {p}")
         print(f"{len(problems)} claim(s) differ from {path}" if problems else f"the records give {path}")
@@ -203,4 +213,5 @@ def claims_command(results, scale: str, *, write: bool = False, check: bool = Fa
     return 0
 
 
-__all__ = ["Claim", "check_claims", "claims_command", "claims_path", "differences", "to_json"]
+__all__ = ["Claim", "check_claims", "claims_command", "claims_markdown_path", "claims_path", "differences",
+           "to_json"]

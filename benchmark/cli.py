@@ -197,7 +197,8 @@ def _add_listing_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("claims", help="check the paper's claims against a scale's records (no training)")
     p.add_argument("--scale", default="mini")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
-    p.add_argument("--write", action="store_true", help="publish the result as <results>/claims/<scale>.json")
+    p.add_argument("--write", action="store_true", 
+                   help="publish the result as <results>/claims/<scale>.json and its table as .md")
     p.add_argument("--check", action="store_true", help="fail when the records differ from the published file")
     p.set_defaults(func=cmd_claims)
 

@@ -44,3 +44,6 @@ def test_readme_and_evidence_show_the_generated_tables():
             assert f"<!-- table:{grid} -->\n{body}\n<!-- /table:{grid} -->" in text, \
                 f"{name}'s {grid} table differs from results/tables/mini/{grid}.md: run benchmark/scripts/readme_tables.py"
         assert module.update(text, "mini", REPO / "results" / "tables") == text
+    readme = (REPO / "README.md").read_text()
+    assert module.claims_block(REPO / "results", "mini") in readme, \
+        "the README's claims differ from results/claims/mini.md: run bench claims --write, then readme_tables.py"

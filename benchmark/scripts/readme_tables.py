@@ -4,7 +4,8 @@
     python benchmark/scripts/readme_tables.py [--scale mini]
 
 Each `<!-- table:GRID -->` ... `<!-- /table:GRID -->` block of those files is replaced by the table and the
-agreement line of results/tables/<scale>/GRID.md; tests/test_readme.py checks that they agree.
+agreement line of results/tables/<scale>/GRID.md, and a `<!-- claims -->` ... `<!-- /claims -->` block by
+results/claims/<scale>.md (`bench claims --scale <scale> --write`); tests/test_readme.py checks that they agree.
 """
 from __future__ import annotations
 
@@ -24,13 +25,22 @@ def table_block(generated: str) -> str:
     return "\n".join(table + [""] + agreement)
 
 
+def claims_block(results: Path, scale: str) -> str:
+    return f"<!-- claims -->\n{(results / 'claims' / f'{scale}.md').read_text()}<!-- /claims -->"
+
+
 def update(readme: str, scale: str, tables: Path) -> str:
+    """`readme` with its table blocks (and claims block, from the results folder above `tables`) pasted."""
     def paste(match: re.Match) -> str:
         grid = match.group(1)
         body = table_block((tables / scale / f"{grid}.md").read_text())
         return f"<!-- table:{grid} -->\n{body}\n<!-- /table:{grid} -->"
 
-    return re.sub(r"<!-- table:(\w+) -->.*?<!-- /table:\1 -->", paste, readme, flags=re.S)
+    readme = re.sub(r"<!-- table:(\w+) -->.*?<!-- /table:\1 -->", paste, readme, flags=re.S)
+    if "<!-- claims -->" in readme:
+        readme = re.sub(r"<!-- claims -->.*?<!-- /claims -->", lambda _: claims_block(tables.parent, scale),
+                        readme, flags=re.S)
+    return readme
 
 
 def main() -> None:
