@@ -6,6 +6,7 @@ Figures (each written as PNG and PDF, atomically):
 - `separability`: the test accuracy of a linear classifier trained on the perturbations alone;
 - `alignment_uniformity`: a victim's alignment and uniformity over training, clean vs poisoned;
 - `tsne`: a t-SNE of clean test features of a clean and a CP-poisoned SimCLR victim.
+The last two read only the records made with the code of now, as the tables do.
 
 Each `*_figure` function returns (figure, the numbers plotted), so that the numbers can be checked apart
 from the drawing. matplotlib (Agg) and scikit-learn are imported only when a figure is drawn.
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from attacks import ATTACKS, Poison, PoisonError
-from victims.algorithms import ALGORITHMS
+from victims.algorithms import ALGORITHMS, contrastive_algorithms
 from victims.atomic import atomic_path
 from victims.distributed import default_device
 from victims.recipes import build_model
@@ -33,8 +34,8 @@ from .grids import GRIDS, attack_spec
 from .poison_store import load_poison, poison_path
 from .records import read_records, results_root
 from .scales import get_scale
-from .specs import SCALES
-from .tables import Table, build_tables, caption
+from .specs import SCALES, VictimSpec
+from .tables import Table, build_tables, caption, is_current
 from .splits import load_split
 from .victim_job import victim_checkpoint
 
@@ -275,6 +276,22 @@ def embedding_histories(records: list[dict]) -> tuple[dict[str, list[dict]], lis
     return histories, skipped
 
 
+def matched_cp_records(records: list[dict]) -> list[dict]:
+    """What the paper's alignment/uniformity figure compares: each contrastive algorithm's ResNet-18 victim on
+    CIFAR-10 (default seed) clean, on CP-S and on CP-C made with that same algorithm."""
+    default_seed, contrastive = VictimSpec.__dataclass_fields__["seed"].default, contrastive_algorithms()
+    out = []
+    for record in records:
+        victim, poison = record["victim"], record["victim"].get("poison") or {}
+        if victim["algorithm"] in contrastive \
+                and victim.get("arch") == "resnet18" and victim.get("dataset") == DATASET \
+                and victim.get("seed", default_seed) == default_seed \
+                and (not poison or (poison.get("attack") in ("cp-s", "cp-c")
+                                    and poison.get("algorithm") == victim["algorithm"])):
+            out.append(record)
+    return out
+
+
 def alignment_uniformity_figure(histories: dict[str, list[dict]],
                                 subtitle: str = "") -> tuple[Figure, dict[str, list[dict]]]:
     """Two panels (alignment, uniformity) against the epoch; colour = attack, line style = algorithm."""
@@ -299,7 +316,7 @@ def alignment_uniformity_figure(histories: dict[str, list[dict]],
         ax.set_ylabel(key)
         ax.set_title(f"{key} ({note})", fontsize=9)
         ax.grid(linewidth=0.3)
-    axes[1].legend(fontsize=7, loc="best")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"Alignment and uniformity of the victims' embeddings over training{subtitle}", fontsize=9)
     fig.tight_layout()
     return fig, histories
@@ -312,9 +329,11 @@ def _simclr_on(record: dict, dataset: str = DATASET) -> bool:
     return v["algorithm"] == "simclr" and v.get("arch") == "resnet18" and v.get("dataset") == dataset
 
 
-def pick_tsne_records(records: list[dict]) -> tuple[dict | None, dict | None]:
+def pick_tsne_records(records: list[dict], usable: Callable[[dict], bool] = lambda record: True,
+                      ) -> tuple[dict | None, dict | None]:
     """The clean SimCLR / ResNet-18 / CIFAR-10 record and a CP-S (else CP-C) poisoned one, preferring a
-    poison made with SimCLR itself."""
+    poison made with SimCLR itself; only records for which `usable` holds (e.g. whose encoder is stored)."""
+    records = [r for r in records if usable(r)]
     clean = next((r for r in records if _simclr_on(r) and not r["victim"].get("poison")), None)
     for attack in ("cp-s", "cp-c"):
         poisoned = [r for r in records if _simclr_on(r) and (r["victim"].get("poison") or {}).get("attack") == attack]
@@ -448,8 +467,17 @@ def make_separability(ctx: Context) -> list[Path]:
     return save_figure(fig, ctx.out, "separability")
 
 
+def current_records(ctx: Context) -> list[dict]:
+    """The scale's victim records made with the code of now (as the tables show them); a note for the rest."""
+    records = read_records(ctx.results, ctx.scale)
+    current = [r for r in records if is_current(r)]
+    if len(current) < len(records):
+        print(f"  note: {len(records) - len(current)} out-of-date record(s) left out (`bench cells` lists them)")
+    return current
+
+
 def make_alignment_uniformity(ctx: Context) -> list[Path]:
-    histories, skipped = embedding_histories(read_records(ctx.results, ctx.scale))
+    histories, skipped = embedding_histories(matched_cp_records(current_records(ctx)))
     if skipped:
         print(f"  note: records without alignment/uniformity (skipped): {', '.join(skipped)}")
     fig, _ = alignment_uniformity_figure(histories, ctx.subtitle)
@@ -457,10 +485,11 @@ def make_alignment_uniformity(ctx: Context) -> list[Path]:
 
 
 def make_tsne(ctx: Context) -> list[Path]:
-    clean, poisoned = pick_tsne_records(read_records(ctx.results, ctx.scale))
+    clean, poisoned = pick_tsne_records(current_records(ctx), lambda r: checkpoint_path(r, ctx.store).is_file())
     if clean is None or poisoned is None:
         missing = [what for what, r in (("clean SimCLR", clean), ("CP-S/CP-C poisoned SimCLR", poisoned)) if r is None]
-        raise FigureSkipped(f"no {' and no '.join(missing)} record (ResNet-18, {DATASET}) at the {ctx.scale} scale")
+        raise FigureSkipped(f"no {' and no '.join(missing)} record (ResNet-18, {DATASET}) at the {ctx.scale} scale "
+                            "with its encoder checkpoint in the store (`bench victim` trains one)")
     records = {f"clean ({record_label(clean)})": clean, f"poisoned ({record_label(poisoned)})": poisoned}
     fig, _ = tsne_figure(records, ctx.split("test"), ctx.store, ctx.device, subtitle=ctx.subtitle)
     return save_figure(fig, ctx.out, "tsne")
@@ -523,7 +552,7 @@ def add_figures_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_figures)
 
 
-__all__ = ["FIGURES", "Context", "FigureSkipped", "add_figures_command", "alignment_uniformity_figure",
+__all__ = ["FIGURES", "Context", "FigureSkipped", "add_figures_command", "alignment_uniformity_figure", "current_records", "matched_cp_records",
            "amplitude_spectrum", "bar_values", "bars_figure", "embedding_histories", "find_poisons",
            "linear_separability", "make_figures", "perturbation_features", "pick_tsne_records", "record_label",
            "save_figure", "separability_figure", "spectrum_figure", "tsne_embedding", "tsne_figure"]

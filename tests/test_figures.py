@@ -16,6 +16,7 @@ import torch
 from attacks.poison import Poison
 from benchmark.cli import main
 from benchmark.figures import (FIGURES, Context, alignment_uniformity_figure, amplitude_spectrum, bars_figure,
+                               current_records, matched_cp_records,
                                embedding_histories, find_poisons, linear_separability, make_figures,
                                perturbation_features, pick_tsne_records, pyplot, record_label, save_figure,
                                separability_figure, spectrum_figure, tsne_figure)
@@ -142,6 +143,10 @@ def test_alignment_uniformity(built: Context) -> None:
     assert sorted(skipped) == ["none / supervised", "random / simclr"]
     poisoned = next(r for r in records if record_label(r) == "cp-c / simclr")
     assert [h["alignment"] for h in histories["cp-c / simclr"]] == [h["alignment"] for h in poisoned["history"]]
+    # the figure compares clean with matched CP: the supervised and random victims are not drawn
+    assert sorted(record_label(r) for r in matched_cp_records(records)) == ["cp-c / simclr", "none / simclr"]
+    moco_cp = {**poisoned, "victim": {**poisoned["victim"], "algorithm": "moco"}}  # CP-C made with SimCLR
+    assert matched_cp_records([moco_cp, {**poisoned, "victim": {**poisoned["victim"], "seed": 1113}}]) == []
     fig, _ = alignment_uniformity_figure(histories)
     save_figure(fig, built.out, "alignment_uniformity")
     assert_images(built.out, "alignment_uniformity")
@@ -150,6 +155,8 @@ def test_alignment_uniformity(built: Context) -> None:
 def test_tsne(built: Context) -> None:
     clean, poisoned = pick_tsne_records(read_records(built.results, SCALE))
     assert record_label(clean) == "none / simclr" and record_label(poisoned) == "cp-c / simclr"
+    without_clean = pick_tsne_records(read_records(built.results, SCALE), lambda r: r["victim"].get("poison"))
+    assert without_clean[0] is None and record_label(without_clean[1]) == "cp-c / simclr"
     test = load_split(get_scale(SCALE), "cifar10", "test")
     fig, out = tsne_figure({"clean": clean, "cp-c": poisoned}, test, built.store, samples=100)
     for result in out.values():
@@ -168,9 +175,27 @@ def test_command_writes_every_figure(built: Context, tmp_path: Path, capsys: pyt
     for name in FIGURES:
         assert_images(out, name)
         assert f"wrote {out / name}.png" in printed
-    assert "note: ue-s: no poison" in printed and "(skipped): none / supervised, random / simclr" in printed
+    assert "note: ue-s: no poison" in printed and "records without alignment/uniformity" not in printed
     separability = next(line for line in printed.splitlines() if "linear separability:" in line)
     assert "cp-c 100.0%" in separability, separability
+
+
+def test_out_of_date_records_are_left_out_of_the_record_figures(built: Context, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    import json
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(built.results, results)
+    clean = next(r for r in read_records(results, SCALE) if record_label(r) == "none / simclr")
+    stale = {**clean, "key": "0" * 20, "victim": {**clean["victim"], "seed": 7},
+             "settings": {**clean["settings"], "lr": 123.0}}  # made with a setting the code no longer uses
+    (results / "records" / SCALE / f"{'0' * 20}.json").write_text(json.dumps(stale))
+    histories, _ = embedding_histories(read_records(results, SCALE))
+    assert len(histories) == 3  # the stale record is there to be left out
+    ctx = Context(SCALE, tmp_path / "figs", results, built.store, None, "cpu")
+    assert [r["key"] for r in current_records(ctx)] == [r["key"] for r in read_records(built.results, SCALE)]
+    assert "1 out-of-date record(s) left out" in capsys.readouterr().out
 
 
 def test_missing_inputs_are_skipped_with_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
