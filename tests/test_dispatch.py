@@ -59,8 +59,9 @@ def test_a_corrupt_record_is_run_again(tmp_path: Path):
 
 
 def test_a_victim_of_a_poison_made_again_or_missing_is_run_again(tmp_path: Path):
-    """A record counts as done only for the poison stored now: after the poison is made again with other
-    contents (a new budget), or while it is missing (to be made again), its victim is pending too."""
+    """A record counts as done only for the poison stored now: while the poison is missing (to be made again)
+    its victim is pending too, and is kept without training when the poison comes back bit for bit; after the
+    poison is made again with other contents (a new budget) the victim trains again."""
     from attacks import Poison
     from benchmark.poison_job import load_poison, poison_path
 
@@ -76,14 +77,20 @@ def test_a_victim_of_a_poison_made_again_or_missing_is_run_again(tmp_path: Path)
         return sorted(j.kind for j in plan().pending)
 
     assert pending() == []
+    first = _records(tmp_path)
     poison_job = plan().jobs[0]
     path = poison_path(poison_job.attack, tmp_path)
     old = load_poison(poison_job.attack, tmp_path)
-    Poison.create(-old.delta, old.per, old.eps, poison_job.attack, old.index).save(path)
-    assert pending() == ["victim"]
     path.unlink()
     assert pending() == ["poison", "victim"]
     assert main(grid) == 0 and pending() == []
+    assert _records(tmp_path) == first  # the same poison again: the record is kept as it was (not retrained)
+    Poison.create(-old.delta, old.per, old.eps, poison_job.attack, old.index).save(path)
+    assert pending() == ["victim"]
+    assert main(grid) == 0 and pending() == []
+    (record,) = _records(tmp_path).values()
+    assert record["poison"]["checksum"] == load_poison(poison_job.attack, tmp_path).checksum != old.checksum
+    assert record["created"] != next(iter(first.values()))["created"]
 
 
 def test_a_victim_record_of_a_poison_made_with_another_budget_is_out_of_date_without_the_store(tmp_path: Path,
