@@ -42,8 +42,8 @@ class JobCall(submitit.helpers.Checkpointable):
         # made by its poison job already (then only loaded and verified here); made here if it has gone since
         poison = make_poison(spec.poison, data_root=self.data_root, store=self.store) \
             if spec.poison is not None and not spec.poison.is_clean else None
-        # planned while its poison was missing: a poison made again bit for bit (the CP and random poisons
-        # are deterministic) leaves the record made on it current, so the victim is not trained again
+        # planned while its poison was missing: a poison made again bit for bit (seeded CP and random poisons
+        # are, on the same hardware and thread count) leaves the record made on it current: keep it
         if poison is not None and victim_done(spec, self.job.probes, self.results, poison.checksum):
             return {"job": self.job.key, "rank": rank(), "record": spec.key, "kept": True}
         record = victim_job.run_victim(spec, EvalSpec(self.job.probes), poison=poison, data_root=self.data_root,
