@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_figures_command(sub)
     _add_import_parser(sub)
     _add_run_parser(sub)
+    from .parity.cli import add_parity_command
+
+    add_parity_command(sub)
     return parser
 
 

@@ -7,13 +7,18 @@ import torch.nn.functional as F
 from .distributed import gather_with_grad, rank
 
 
+def wide(t: torch.Tensor) -> torch.Tensor:
+    """At least float32 (a bfloat16 forward's embeddings are upcast; float64 stays float64)."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """SimCLR's NT-Xent over the two views' embeddings; under DDP the negatives come from every process.
 
     Each local anchor is scored against all 2N global embeddings (itself excluded); the loss is the
     mean over the local anchors, so DDP's gradient averaging yields the global-batch gradient.
     """
-    z1, z2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
+    z1, z2 = F.normalize(wide(z1), dim=1), F.normalize(wide(z2), dim=1)
     n_local = z1.shape[0]
     all1, all2 = gather_with_grad(z1), gather_with_grad(z2)
     n_global = all1.shape[0]
@@ -30,7 +35,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 
 def info_nce_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
     """MoCo's InfoNCE: the positive is the key of the same image, the negatives are the queue (K, d)."""
-    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    q, k = F.normalize(wide(q), dim=1), F.normalize(wide(k), dim=1)
     positive = (q * k).sum(dim=1, keepdim=True)
     negative = q @ queue.T.to(q.dtype)
     logits = torch.cat([positive, negative], dim=1) / temperature
@@ -40,7 +45,7 @@ def info_nce_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temper
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """BYOL's regression loss as the official CP code has it: -cos(p, z), averaged (in [-1, 1]; the
     gradient is half that of BYOL's paper form 2 - 2 cos). Gradient reaches z unless the caller detaches it."""
-    return -F.cosine_similarity(p.float(), z.float(), dim=1).mean()
+    return -F.cosine_similarity(wide(p), wide(z), dim=1).mean()
 
 
 def temperature_scale(temperature: float, base_temperature: float | None) -> float:

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..distributed import gather_no_grad, world_size
-from ..losses import info_nce_queue, temperature_scale
+from ..losses import info_nce_queue, temperature_scale, wide
 from .base import MomentumAlgorithm, mlp, momentum_copy
 
 
@@ -71,5 +71,5 @@ class MoCo(MomentumAlgorithm):
             raise ValueError(f"MoCo's queue ({size}) must be a multiple of the global batch ({keys.shape[0]}, "
                              f"{world_size()} process(es))")
         ptr = int(self.queue_ptr)
-        self.queue[ptr:ptr + keys.shape[0]] = F.normalize(keys.float(), dim=1).to(self.queue.dtype)
+        self.queue[ptr:ptr + keys.shape[0]] = F.normalize(wide(keys), dim=1).to(self.queue.dtype)
         self.queue_ptr.fill_((ptr + keys.shape[0]) % size)

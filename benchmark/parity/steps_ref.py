@@ -1,0 +1,131 @@
+"""The reference side of the step-level comparisons (run by refside in the reference's subprocess): their
+AttackModel, losses, CP loop and victim loop on the fixtures' inputs, with the weights our side starts from.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import fixtures as F
+from . import refside
+
+ALG = {"simclr": "SimCLR", "moco": "MoCov2", "byol": "BYOL"}
+
+
+class Batches:
+    """A loader of fixed batches in a fixed order (their loop needs len() and iter())."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def their_model(case: dict, state: dict, delta: torch.Tensor):
+    opt = refside.options({"cl_alg": ALG[case["algorithm"]], "opt": {
+        "batch_size": F.BATCH, "size": F.SIDE, "n_cls": F.CLASSES, "dataset_size": F.BATCH * F.BATCHES,
+        "epochs": case.get("epochs", 1), "classwise": case.get("per") == "class",
+        "samplewise": case.get("per") != "class", "model_step": case.get("model_step", F.BATCHES),
+        "noise_step": case.get("noise_step", F.BATCHES), "num_steps": case.get("num_steps", 1),
+        "step_size": case.get("step_size", 0.1), "allow_mmt_grad": case["kind"] != "victim", "moco_k": F.HEADS["moco_queue"],
+        "moco_dim": F.HEADS["out_dim"], "moco_m": F.HEADS["momentum"], "baseline": case["kind"] == "victim",
+        "warm": case["kind"] == "victim", "warm_epochs": 1, "warmup_from": 0.01}})
+    task = {"width": F.WIDTH, "byol": {"hidden_dim": F.HEADS["byol_hidden"], "out_dim": F.HEADS["out_dim"],
+                                       "momentum": F.HEADS["momentum"]}}
+    # their SimCLR builds ResNetWithHead(arch) with its default 128-d output: the fixtures' head is smaller
+    base = refside.REF["resnet"].ResNetWithHead
+    refside.REF["model"].ResNetWithHead = lambda arch, **kw: base(arch=arch, **{"feat_dim": F.HEADS["out_dim"], **kw})
+    model, criterion = refside.build(opt, task)
+    model.module.initialize_delta(input_delta=delta.clone())
+    if opt.baseline:
+        model.module.delta.requires_grad = False
+    missing, unexpected = model.module.load_state_dict(state, strict=False)
+    if [m for m in missing if m != "delta"] or unexpected:
+        raise RuntimeError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+    model.module.transform = F.FixedViews()
+    return opt, model, criterion
+
+
+def loss_of(opt, output, criterion):
+    util = refside.REF["util"]
+    if opt.cl_alg == "SimCLR":
+        return criterion(torch.cat(util.GatherLayer.apply(output["features"]), dim=0))
+    if opt.cl_alg == "BYOL":
+        return criterion(*output["output"])
+    return criterion(output["moco_logits"])
+
+
+def run_case(case: dict, data: dict, state: dict) -> dict[str, torch.Tensor]:
+    util, main = refside.REF["util"], refside.REF["main"]
+    torch.manual_seed(F.SEED)
+    images = data["images"].to(torch.get_default_dtype()).div(255)
+    labels, index = data["labels"], data["index"]
+    units = data["units_class"] if case.get("per") == "class" else data["units_sample"]
+    opt, model, criterion = their_model(case, state, units.float() / 120)
+    m = model.module
+    out: dict[str, torch.Tensor] = {}
+    first = slice(0, F.BATCH)
+    if case["kind"] == "loss_grad":  # the encoder's turn: one forward and backward in train mode
+        model.train()
+        util.set_model_backbone_grad(opt.cl_alg, model, flag=True)
+        m.delta.requires_grad = False
+        loss = loss_of(opt, model(images[first], index[first], labels=labels[first]), criterion)
+        loss.backward()
+        out["loss"] = loss.detach().reshape(1)
+        out.update({f"grad.{k}": p.grad.detach().clone() for k, p in m.named_parameters() if p.grad is not None})
+    elif case["kind"] == "delta_grad":  # the perturbation's turn: eval mode, gradient to delta
+        model.eval()
+        util.set_model_backbone_grad(opt.cl_alg, model, flag=False)
+        m.delta.requires_grad = True
+        loss = loss_of(opt, model(images[first], index[first], labels=labels[first]), criterion)
+        loss.backward()
+        out["loss"] = loss.detach().reshape(1)
+        out["delta_grad"] = m.delta.grad.detach().clone()
+    elif case["kind"] == "turn":  # their train_contrastive_poisoning, `epochs` epochs of the schedule
+        optim = main.set_optimizer(opt, model)
+        batches = Batches([(images[s:s + F.BATCH], labels[s:s + F.BATCH], index[s:s + F.BATCH])
+                           for s in range(0, len(images), F.BATCH)])
+        iterator, lrs, losses = iter(batches), [], []
+        for epoch in range(1, case["run_epochs"] + 1):
+            util.adjust_learning_rate(opt, optim["optimizer"], epoch)
+            lrs.append(optim["optimizer"].param_groups[0]["lr"])
+            loss, delta_loss, iterator = main.train_contrastive_poisoning(
+                batches, iterator, model, criterion, optim["optimizer"], optim["delta_optimizer"], epoch, opt)
+            losses += [loss, delta_loss]
+        out["lr"], out["losses"] = torch.tensor(lrs, dtype=torch.float64), torch.tensor(losses, dtype=torch.float64)
+        out["delta"] = m.delta.detach().clone()
+    elif case["kind"] == "victim":  # their train_cl_baseline on fixed views, with their warm-up and cosine
+        optimizer = torch.optim.SGD(m.backbone.parameters(), lr=opt.learning_rate, momentum=opt.momentum,
+                                    weight_decay=opt.weight_decay)
+        views = F.FixedViews()
+        batches = Batches([([views.view(images[s:s + F.BATCH], 0), views.view(images[s:s + F.BATCH], 1)],
+                            labels[s:s + F.BATCH], index[s:s + F.BATCH]) for s in range(0, len(images), F.BATCH)])
+        losses = []
+        for epoch in range(1, case["run_epochs"] + 1):
+            util.adjust_learning_rate(opt, optimizer, epoch)
+            losses.append(main.train_cl_baseline(batches, model, criterion, optimizer, epoch, opt))
+        out["losses"] = torch.tensor(losses, dtype=torch.float64)
+        out["lr"] = torch.tensor([optimizer.param_groups[0]["lr"]], dtype=torch.float64)
+    # the state after: every tensor of the model after a turn or victim steps; the momentum branch (MoCo's key
+    # encoder and queue, BYOL's target) after a perturbation gradient
+    momentum = ("backbone.encoder_k", "backbone.queue", "backbone.momentum_")
+    for k, v in m.state_dict().items():
+        if k != "delta" and (case["kind"] in ("turn", "victim") or
+                             (case["kind"] == "delta_grad" and k.startswith(momentum))):
+            out[f"state.{k}"] = v.detach().clone()
+    return out
+
+
+def main(name: str, workdir: Path, task: dict, ref) -> int:
+    torch.set_default_dtype(getattr(torch, task.get("dtype", "float32")))
+    data = torch.load(workdir / "inputs.pt", weights_only=True)
+    results = {}
+    for case in task["cases"]:
+        results[case["name"]] = run_case(case, data["data"], data["states"][case["algorithm"]])
+    torch.save(results, workdir / "outputs.pt")
+    return 0

@@ -1,0 +1,156 @@
+"""Parity with the authors' code (docs/parity.md): ours against the goldens their code computed
+(tests/golden/parity/), negative controls showing the comparison catches a change, and the reference checks."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from benchmark.parity import fixtures as F
+from benchmark.parity import reference as R
+from benchmark.parity import steps as S
+
+DATA = F.inputs()
+
+
+def _golden(case):
+    if not S.golden_path(case).is_file():
+        pytest.fail(f"missing golden {S.golden_path(case)}: make it with `bench parity steps --write --reference DIR`")
+    golden, meta = S.load_golden(case)
+    assert json.loads(meta["case"]) == case, "the golden was made for another case: write the goldens again"
+    return golden, meta
+
+
+def test_goldens_were_made_from_these_inputs():
+    fp = S.fingerprint_inputs()
+    for case in S.CASES:
+        _, meta = _golden(case)
+        assert meta["inputs"] == fp, (f"{case['name']}: the inputs (fixtures, initial weights) changed since the "
+                                      "goldens were made; write them again with the reference")
+
+
+@pytest.mark.parametrize("case", S.CASES, ids=[c["name"] for c in S.CASES])
+def test_ours_matches_the_authors_code(case):
+    golden, _ = _golden(case)
+    results = S.compare(case, S.ours(case, DATA), golden)
+    bad = [r.row() for r in results if not r.ok]
+    assert results and not bad, f"differs from the authors' code: {bad}"
+
+
+def _case(name):
+    return next(c for c in S.CASES if c["name"] == name)
+
+
+@pytest.mark.parametrize("name, change, quantity", [
+    ("delta_grad-moco-sample", {"dual_branch": False}, "delta_grad where both nonzero"),  # key view detached
+    ("loss_grad-simclr", {"base_temperature": None}, "loss"),  # the textbook loss, not x T / 0.07
+    ("turn-moco-class", {"state_updates": "step"}, "state (250 tensors)"),  # key encoder moved after steps only
+    ("victim-byol", {"momentum": 0.999}, "state (267 tensors)"),  # another EMA
+])
+def test_the_comparison_catches_a_departure(name, change, quantity):
+    case = _case(name)
+    golden, _ = _golden(case)
+    results = {r.quantity: r for r in S.compare(case, S.ours(case, DATA, **change), golden)}
+    assert not results[quantity].ok, f"{change} went unnoticed: {results[quantity].row()}"
+
+
+def test_the_delta_comparison_counts_entries_off_by_a_step():
+    case = _case("turn-simclr-class")
+    golden, _ = _golden(case)
+    mine = S.ours(case, DATA)
+    mine["delta"] = mine["delta"].clone()
+    mine["delta"].view(-1)[:10] += 0.1  # ten entries a step off
+    row = next(r for r in S.compare(case, mine, golden) if r.quantity.startswith("delta"))
+    assert not row.ok and row.max_abs_diff == pytest.approx(10 / mine["delta"].numel())
+
+
+def test_state_names_map_both_ways():
+    for algorithm in ("simclr", "moco", "byol"):
+        state = S.initial_states()[algorithm]
+        back = F.from_theirs(algorithm, F.to_theirs(algorithm, state))
+        assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+    moco = F.to_theirs("moco", S.initial_states()["moco"])
+    assert moco["backbone.queue"].shape == (F.HEADS["out_dim"], F.HEADS["moco_queue"])
+
+
+def test_fixed_views_agree_between_both_ways_of_calling():
+    x = DATA["images"][:F.BATCH].double() / 255
+    both = F.FixedViews()(torch.cat([x, x]))
+    views = F.FixedViews()
+    assert torch.equal(both, torch.cat([views(x), views(x)]))
+
+
+def test_torch1_clamp_passes_the_gradient_at_the_bounds():
+    """The reference side's clamp (refside.torch1_clamp), run in a subprocess as the harness runs it."""
+    code = ("import torch; from benchmark.parity.refside import torch1_clamp; torch1_clamp(); "
+            "d = torch.tensor([1.0, -1.0, 0.5, 1.5, -2.0], requires_grad=True); y = torch.clamp(d, -1.0, 1.0); "
+            "y.sum().backward(); z = d.clamp(-1.0, 1.0); "
+            "print(y.tolist(), d.grad.tolist(), z.tolist())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[1.0, -1.0, 0.5, 1.0, -1.0] [1.0, 1.0, 1.0, 0.0, 0.0] [1.0, -1.0, 0.5, 1.0, -1.0]"
+
+
+# ---- the reference checkout is checked before anything runs
+
+
+def _fake_checkout(tmp_path, monkeypatch, with_pil=True):
+    root = tmp_path / "ref"
+    root.mkdir()
+    files = {}
+    for name in R.FILES:
+        (root / name).write_text(f"# {name}\n")
+        files[name] = R.blob_id(root / name)
+    monkeypatch.setattr(R, "FILES", files)
+    if with_pil:
+        pil = {}
+        for name in R.KORNIA_PIL_FILES:
+            path = root / "kornia-pil" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"# {name}\n")
+            pil[name] = R.blob_id(path)
+        (root / "kornia-pil" / "kornia" / "__init__.py").write_text("")
+        monkeypatch.setattr(R, "KORNIA_PIL_FILES", pil)
+    return root
+
+
+def test_blob_id_is_gits(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"hello\n")
+    assert R.blob_id(path) == "ce013625030ba8dba906f756967f9e9ca394464a"  # git hash-object
+
+
+def test_reference_accepted(tmp_path, monkeypatch):
+    root = _fake_checkout(tmp_path, monkeypatch)
+    assert R.locate(root).root == root.resolve()
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing", "is not a folder"), ("empty", "not a checkout of the authors' code"),
+    ("other commit", "is not commit 628838c"), ("no kornia-pil", "lacks its kornia-pil submodule"),
+    ("other kornia-pil", "is not kornia-pil at c8b7b24"), ("unset", "no reference given")])
+def test_reference_refused_with_what_to_fetch(tmp_path, monkeypatch, problem, message):
+    monkeypatch.delenv("CP_REFERENCE", raising=False)
+    root = _fake_checkout(tmp_path, monkeypatch, with_pil=problem != "no kornia-pil")
+    if problem == "missing":
+        root = tmp_path / "absent"
+    elif problem == "empty":
+        root = tmp_path / "empty"
+        root.mkdir()
+    elif problem == "other commit":
+        (root / "main.py").write_text("# changed\n")
+    elif problem == "other kornia-pil":
+        (root / "kornia-pil" / "kornia" / "version.py").write_text("# another\n")
+    with pytest.raises(R.ReferenceError, match=message) as err:
+        R.locate(None if problem == "unset" else root)
+    assert "git" in str(err.value)  # says what to fetch or check out
+
+
+def test_bench_parity_refuses_a_bad_reference_and_writes_nothing(tmp_path, capsys):
+    from benchmark.cli import main
+
+    store = tmp_path / "store"
+    assert main(["--store", str(store), "parity", "poison", "--reference", str(tmp_path / "nope")]) == 2
+    assert "not a folder" in capsys.readouterr().err and not store.exists()
