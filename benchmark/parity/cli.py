@@ -6,6 +6,7 @@
   bench parity victim --reference DIR --attack cp-s       their victim training on our poison, our probe
   bench parity steps  --reference DIR [--write]           the step-level comparisons (goldens: tests/golden/)
   bench parity table                                      the end-to-end table from the records
+  bench parity augment --reference DIR                    kornia-pil's CP augmentations against ours (the gap)
 """
 from __future__ import annotations
 
@@ -50,6 +51,13 @@ def cmd_parity(args: argparse.Namespace) -> int:
         print(f"their {args.algorithm} victim on {args.attack} (seed {args.seed}): probe best {m['probe_best']:.2f}, "
               f"final {m['probe_final']:.2f}, kNN {m['knn']:.2f}; train {record['timing']['train_s']} s")
         return 0
+    if args.what == "augment":
+        import json
+
+        from .augment_gap import augment_gap
+
+        print(json.dumps(augment_gap(reference, data_root=args.data_root, store=args.store), indent=1))
+        return 0
     from .steps import steps_command
 
     return steps_command(reference, write=args.write, only=args.only)
@@ -58,7 +66,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
 def add_parity_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("parity", help="run the authors' code beside ours: step-level goldens and end-to-end runs "
                        "at the mini scale (docs/parity.md)")
-    p.add_argument("what", choices=["check", "poison", "victim", "steps", "table"])
+    p.add_argument("what", choices=["check", "poison", "victim", "steps", "table", "augment"])
     p.add_argument("--reference", metavar="DIR", help="checkout of kaiwenzha/contrastive-poisoning at 628838c with "
                    "its kornia-pil submodule (default: $CP_REFERENCE)")
     p.add_argument("--attack", default="cp-c", help="poison: cp-c or cp-s; victim: our poison's row (none, cp-c, "

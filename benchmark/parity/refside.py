@@ -31,11 +31,15 @@ from victims.architectures.resnet import resnet18 as our_resnet18
 from victims.atomic import atomic_path
 
 REF: dict[str, types.ModuleType] = {}
+ROOT: Path | None = None  # the checkout loaded (worker processes load it again)
 
 
 def load_reference(root: Path) -> dict[str, types.ModuleType]:
     """Import their modules (model, cl_algs, losses, util, main, resnet, datasets) with kornia-pil."""
     import torchvision.transforms as T
+
+    global ROOT
+    ROOT = root
 
     for name in [m for m in sys.modules if m == "kornia" or m.startswith("kornia.")]:
         del sys.modules[name]
@@ -291,7 +295,37 @@ def encoder_of(model, opt: Namespace) -> torch.nn.Module:
             "BYOL": lambda: b.backbone.encoder}[opt.cl_alg]()
 
 
-TASKS = {"cp": run_cp, "victim": run_victim}
+def run_augment(workdir: Path, task: dict) -> None:
+    """Their perturbation gradient through kornia-pil's augmentations, averaged over `draws` draws, twice
+    (two independent means, for the noise floor), for the weights and delta handed over (eval mode, as their
+    perturbation turn)."""
+    util = REF["util"]
+    opt = options(task)
+    inputs = torch.load(workdir / "inputs.pt", weights_only=True)
+    opt.dataset_size = opt.batch_size = len(inputs["images"])
+    model, criterion = build(opt, task)
+    model.module.initialize_delta(input_delta=inputs["delta"].clone())
+    model.module.load_state_dict({**inputs["state"], "delta": inputs["delta"]})
+    model.eval()
+    util.set_model_backbone_grad(opt.cl_alg, model, flag=False)
+    x = inputs["images"].float().div(255)
+    index, labels = torch.arange(len(x)), inputs["labels"]
+    torch.manual_seed(task["seed"])
+    means, losses = [], []
+    for _ in range(2):
+        total = torch.zeros_like(model.module.delta)
+        for _ in range(task["draws"]):
+            model.module.delta.grad = None
+            out = model(x, index, labels=labels)
+            loss = criterion(torch.cat(util.GatherLayer.apply(out["features"]), dim=0))
+            loss.backward()
+            total += model.module.delta.grad
+            losses.append(float(loss))
+        means.append(total / task["draws"])
+    save(workdir / "outputs.pt", {"means": torch.stack(means), "losses": torch.tensor(losses)})
+
+
+TASKS = {"cp": run_cp, "victim": run_victim, "augment": run_augment}
 
 
 def main(argv: list[str]) -> int:

@@ -53,7 +53,9 @@ CASES: list[dict] = (
        {"name": "turn-byol-sample", "kind": "turn", "algorithm": "byol", "per": "sample", "num_steps": 1,
         "step_size": 0.02, "epochs": 4, "run_epochs": 2}]
     + [{"name": f"victim-{a}", "kind": "victim", "algorithm": a, "epochs": 4, "run_epochs": 2}
-       for a in ("simclr", "moco", "byol")])
+       for a in ("simclr", "moco", "byol")]
+    # their README's launch: 4 processes; SimCLR's gradient there against ours with gradient_share 0.25
+    + [{"name": "ddp4-simclr", "kind": "loss_grad_ddp", "algorithm": "simclr", "world": 4}])
 
 # max |ours - theirs| <= rtol * max |theirs| + atol, per quantity; a delta after a turn is compared as the share
 # of entries off the other side's grid value (a gradient within float noise of 0 may take the other sign)
@@ -128,14 +130,15 @@ def _ours(case: dict, data: dict, dual_branch: bool, override: dict) -> dict[str
     rows = (lambda ids, y: store.pixels(y)) if per_class else (lambda ids, y: store.pixels(ids))
     out: dict[str, torch.Tensor] = {}
     views = F.FixedViews()
-    if case["kind"] == "loss_grad":
-        alg.train()
+    if case["kind"] in ("loss_grad", "loss_grad_ddp"):
+        alg.train(case["kind"] == "loss_grad")  # their 4-process check runs in eval mode (see steps_ref)
         x = poisoned(images[first], rows(index[first], labels[first]))
         v1, v2 = views(torch.cat([x, x])).chunk(2)
         loss = alg(v1, v2)
         loss.backward()
         out["loss"] = loss.detach().reshape(1)
-        out.update({f"grad.{k}": p.grad * SHARE[a] for k, p in alg.named_parameters() if p.grad is not None})
+        share = SHARE[a] if case["kind"] == "loss_grad" else 1.0  # 4 processes: their gradient is the quarter
+        out.update({f"grad.{k}": p.grad * share for k, p in alg.named_parameters() if p.grad is not None})
     elif case["kind"] == "delta_grad":
         with frozen(alg):
             delta = store.pixels() if per_class else store.pixels(index[first])

@@ -60,6 +60,47 @@ def loss_of(opt, output, criterion):
     return criterion(output["moco_logits"])
 
 
+def _ddp_worker(rank: int, world: int, root: str, workdir: str, case: dict, data: dict, state: dict) -> None:
+    """One of `world` processes of their launch (gloo on a CPU): its slice of the batch, their GatherLayer and
+    DDP's gradient averaging; eval mode, so that batch norm does not depend on the slice (their CP turn
+    normalises per GPU)."""
+    import torch.distributed as dist
+
+    refside.load_reference(Path(root))
+    dist.init_process_group("gloo", init_method=f"file://{workdir}/pg_ddp", world_size=world, rank=rank)
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    util = refside.REF["util"]
+    local = F.BATCH // world
+    part = slice(rank * local, (rank + 1) * local)
+    units = data["units_sample"]
+    opt, model, criterion = their_model(case, state, units.float() / 120)
+    views = F.FixedViews()
+    views.flip, views.gain, views.batch = views.flip[:, part], views.gain[:, part], local
+    model.module.transform = views
+    model.eval()
+    util.set_model_backbone_grad(opt.cl_alg, model, flag=True)
+    model.module.delta.requires_grad = False
+    images = data["images"].to(torch.float64).div(255)
+    loss = loss_of(opt, model(images[part], data["index"][part], labels=data["labels"][part]), criterion)
+    loss.backward()
+    if rank == 0:
+        out = {"loss": loss.detach().reshape(1)}
+        out.update({f"grad.{k}": p.grad.detach().clone() for k, p in model.module.named_parameters()
+                    if p.grad is not None})
+        torch.save(out, Path(workdir) / "ddp.pt")
+    dist.destroy_process_group()
+
+
+def run_ddp(case: dict, data: dict, state: dict, workdir: Path) -> dict[str, torch.Tensor]:
+    import torch.multiprocessing as mp
+
+    (workdir / "pg_ddp").unlink(missing_ok=True)
+    mp.spawn(_ddp_worker, args=(case["world"], str(refside.ROOT), str(workdir), case, data, state),
+             nprocs=case["world"], join=True)
+    return torch.load(workdir / "ddp.pt", weights_only=True)
+
+
 def run_case(case: dict, data: dict, state: dict) -> dict[str, torch.Tensor]:
     util, main = refside.REF["util"], refside.REF["main"]
     torch.manual_seed(F.SEED)
@@ -126,6 +167,9 @@ def main(name: str, workdir: Path, task: dict, ref) -> int:
     data = torch.load(workdir / "inputs.pt", weights_only=True)
     results = {}
     for case in task["cases"]:
-        results[case["name"]] = run_case(case, data["data"], data["states"][case["algorithm"]])
+        if case["kind"] == "loss_grad_ddp":
+            results[case["name"]] = run_ddp(case, data["data"], data["states"][case["algorithm"]], workdir)
+        else:
+            results[case["name"]] = run_case(case, data["data"], data["states"][case["algorithm"]])
     torch.save(results, workdir / "outputs.pt")
     return 0
