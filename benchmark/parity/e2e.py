@@ -108,10 +108,15 @@ def reference_poison(reference: Reference, attack: str, algorithm: str, *, warmu
     delta = out["released"].to(torch.int16) - data.images.to(torch.int16)
     exported = workdir / f"{tag}.npz"
     np.savez(exported, delta=delta.to(torch.int8).numpy(), index=data.index.numpy(), labels=data.labels.numpy())
-    imported = import_poison(tag, exported, dataset=DATASET, scale=SCALE, content="delta", units="0-255",
-                             replace=True, data_root=data_root, store=store)
+    # their release truncates x + eps * delta in float32 (ToPILImage's mul(255).byte()): an exact -8 px step
+    # can land 9 px below the clean pixel, so the images their victims saw are imported as they are
+    eps_px = max(round(float(p["eps"]) * 255), int(delta.abs().max()))
+    imported = import_poison(tag, exported, dataset=DATASET, scale=SCALE, eps=eps_px / 255, content="delta",
+                             units="0-255", replace=True, data_root=data_root, store=store)
+    levels = {int(v): round(float((delta == v).double().mean()), 5) for v in delta.unique()}
     summary = {"name": f"ext:{tag}", "attack": attack, "algorithm": algorithm, "task": task,
-               "checksum": imported.poison.checksum, "history": out["history"],
+               "checksum": imported.poison.checksum, "released_eps_pixels": eps_px,
+               "released_levels": levels, "history": out["history"],
                "seconds": round(time.perf_counter() - started, 1), "reference": reference.describe()}
     write_json_atomic(workdir / "summary.json", summary)
     return summary

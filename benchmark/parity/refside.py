@@ -20,6 +20,7 @@ import functools
 import json
 import math
 import sys
+import time
 import types
 from argparse import Namespace
 from pathlib import Path
@@ -217,12 +218,13 @@ def run_cp(workdir: Path, task: dict) -> None:
     iterator = iter(loader)
     end = int(task.get("release_epoch", opt.epochs))
     for epoch in range(start, end + 1):
+        t0 = time.perf_counter()
         util.adjust_learning_rate(opt, optimizer, epoch)
         sampler.set_epoch(epoch)
         loss, delta_loss, iterator = main.train_contrastive_poisoning(
             loader, iterator, model, criterion, optimizer, delta_optimizer, epoch, opt)
         history.append({"epoch": epoch, "model_loss": float(loss), "noise_loss": float(delta_loss),
-                        "lr": optimizer.param_groups[0]["lr"]})
+                        "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 1)})
         print(json.dumps(history[-1]), flush=True)
         save(ckpt, {"epoch": epoch, "model": model.module.state_dict(), "optimizer": optimizer.state_dict(),
                     "delta_optimizer": delta_optimizer.state_dict(), "rng": torch.get_rng_state(),
@@ -278,10 +280,12 @@ def run_victim(workdir: Path, task: dict) -> None:
         torch.set_rng_state(state["rng"])
         start, history = state["epoch"] + 1, state["history"]
     for epoch in range(start, opt.epochs + 1):
+        t0 = time.perf_counter()
         util.adjust_learning_rate(opt, optimizer, epoch)
         sampler.set_epoch(epoch)
         loss = main.train_cl_baseline(loader, model, criterion, optimizer, epoch, opt)
-        history.append({"epoch": epoch, "loss": float(loss), "lr": optimizer.param_groups[0]["lr"]})
+        history.append({"epoch": epoch, "loss": float(loss), "lr": optimizer.param_groups[0]["lr"],
+                        "seconds": round(time.perf_counter() - t0, 1)})
         print(json.dumps(history[-1]), flush=True)
         save(ckpt, {"epoch": epoch, "model": model.module.state_dict(), "optimizer": optimizer.state_dict(),
                     "rng": torch.get_rng_state(), "history": history})
