@@ -155,3 +155,59 @@ def test_bench_parity_refuses_a_bad_reference_and_writes_nothing(tmp_path, capsy
     store = tmp_path / "store"
     assert main(["--store", str(store), "parity", "poison", "--reference", str(tmp_path / "nope")]) == 2
     assert "not a folder" in capsys.readouterr().err and not store.exists()
+
+
+# ---- end to end: their runs take our mini settings; the table pairs records as documented
+
+
+def test_their_cp_runs_take_our_mini_budget():
+    from benchmark.parity.e2e import cp_task
+
+    cps, _ = cp_task("cp-s", "simclr")
+    assert cps["cl_alg"] == "SimCLR" and cps["width"] == 0.125 and cps["release_epoch"] == 24
+    assert cps["opt"] | {"epochs": 30, "batch_size": 256, "samplewise": True, "classwise": False, "model_step": 39,
+                         "noise_step": 39, "num_steps": 5, "step_size": 0.1, "learning_rate": 0.5,
+                         "temp": 0.5} == cps["opt"]
+    cpc, _ = cp_task("cp-c", "moco")
+    assert cpc["opt"]["moco_k"] == 1024 and cpc["opt"]["allow_mmt_grad"] and cpc["warmup_steps"] == 120
+    assert (cpc["opt"]["model_step"], cpc["opt"]["noise_step"], cpc["opt"]["epochs"]) == (10, 10, 40)
+    assert cp_task("cp-c", "moco", warmup=False)[0]["warmup_steps"] == 0
+    assert cp_task("cp-c", "simclr")[0]["warmup_steps"] == 0
+    byol, _ = cp_task("cp-s", "byol")
+    assert byol["byol"] == {"hidden_dim": 512, "out_dim": 128, "momentum": 0.99}
+
+
+def _record(folder, name, attack, algorithm, seed, probe, *, poison_algorithm=None, reference=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    poison = {"algorithm": poison_algorithm} if poison_algorithm else None
+    record = {"attack": attack, "victim": {"dataset": "cifar10", "arch": "resnet18", "algorithm": algorithm,
+                                           "seed": seed, "poison": poison},
+              "metrics": {"cifar10": {"probe_best": probe}}}
+    if reference:
+        record["trained_by"] = "reference"
+    (folder / f"{name}.json").write_text(json.dumps(record))
+
+
+def test_parity_table_pairs_each_trainer_with_its_own_clean_victim(tmp_path):
+    from benchmark.parity.report import damage, load_rows, table
+    from benchmark.seeds import Measurement
+
+    ours, parity = tmp_path / "ours", tmp_path / "parity"
+    _record(ours, "u", "none", "untrained", 1112, 20.0)
+    for seed, clean in ((1112, 50.0), (1113, 52.0)):
+        _record(ours, f"c{seed}", "none", "simclr", seed, clean)
+    _record(ours, "s", "cp-c", "simclr", 1112, 35.0, poison_algorithm="simclr")
+    _record(parity, "t1", "ext:ref-cp-c-simclr", "simclr", 1112, 40.0)  # their poison, our victim
+    _record(parity, "t2", "ext:ref-cp-c-simclr", "simclr", 1113, 42.0)
+    _record(parity, "r0", "none", "simclr", 1112, 60.0, reference=True)  # their clean victim
+    _record(parity, "r1", "cp-c", "simclr", 1112, 45.0, poison_algorithm="simclr", reference=True)
+    rows = load_rows(ours, parity)
+    text = table(rows)
+    line = next(li for li in text.splitlines() if li.startswith("| CP-C made with SimCLR | ours | ours |"))
+    assert "| 35.0 |" in line and line.endswith("| 0.50 |")  # (50 - 35) / (50 - 20), paired with seed 1112
+    line = next(li for li in text.splitlines() if li.startswith("| CP-C made with SimCLR | theirs | ours |"))
+    assert "41.0 ± 1.4 (2 seeds)" in line and "0.32 ± 0.01 (2 seeds)" in line  # (50-40)/30 and (52-42)/32
+    line = next(li for li in text.splitlines() if li.startswith("| CP-C made with SimCLR | ours | theirs |"))
+    assert "| 45.0 | 60.0 |" in line and line.endswith("| 0.38 |")  # against their own clean victim
+    assert "| CP-S made with SimCLR | theirs | ours | - |" in text
+    assert not damage(Measurement(), Measurement((1.0,), (1,)), 0.0).n  # nothing measured: no damage
