@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from . import fixtures as F
-from . import refside
+from . import theirs
 
 ALG = {"simclr": "SimCLR", "moco": "MoCov2", "byol": "BYOL"}
 
@@ -27,7 +27,7 @@ class Batches:
 
 
 def their_model(case: dict, state: dict, delta: torch.Tensor):
-    opt = refside.options({"cl_alg": ALG[case["algorithm"]], "opt": {
+    opt = theirs.options({"cl_alg": ALG[case["algorithm"]], "opt": {
         "batch_size": F.BATCH, "size": F.SIDE, "n_cls": F.CLASSES, "dataset_size": F.BATCH * F.BATCHES,
         "epochs": case.get("epochs", 1), "classwise": case.get("per") == "class",
         "samplewise": case.get("per") != "class", "model_step": case.get("model_step", F.BATCHES),
@@ -38,9 +38,9 @@ def their_model(case: dict, state: dict, delta: torch.Tensor):
     task = {"width": F.WIDTH, "byol": {"hidden_dim": F.HEADS["byol_hidden"], "out_dim": F.HEADS["out_dim"],
                                        "momentum": F.HEADS["momentum"]}}
     # their SimCLR builds ResNetWithHead(arch) with its default 128-d output: the fixtures' head is smaller
-    base = refside.REF["resnet"].ResNetWithHead
-    refside.REF["model"].ResNetWithHead = lambda arch, **kw: base(arch=arch, **{"feat_dim": F.HEADS["out_dim"], **kw})
-    model, criterion = refside.build(opt, task)
+    base = theirs.REF["resnet"].ResNetWithHead
+    theirs.REF["model"].ResNetWithHead = lambda arch, **kw: base(arch=arch, **{"feat_dim": F.HEADS["out_dim"], **kw})
+    model, criterion = theirs.build(opt, task)
     model.module.initialize_delta(input_delta=delta.clone())
     if opt.baseline:
         model.module.delta.requires_grad = False
@@ -52,7 +52,7 @@ def their_model(case: dict, state: dict, delta: torch.Tensor):
 
 
 def loss_of(opt, output, criterion):
-    util = refside.REF["util"]
+    util = theirs.REF["util"]
     if opt.cl_alg == "SimCLR":
         return criterion(torch.cat(util.GatherLayer.apply(output["features"]), dim=0))
     if opt.cl_alg == "BYOL":
@@ -66,11 +66,11 @@ def _ddp_worker(rank: int, world: int, root: str, workdir: str, case: dict, data
     normalises per GPU)."""
     import torch.distributed as dist
 
-    refside.load_reference(Path(root))
+    theirs.load_reference(Path(root))
     dist.init_process_group("gloo", init_method=f"file://{workdir}/pg_ddp", world_size=world, rank=rank)
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)
-    util = refside.REF["util"]
+    util = theirs.REF["util"]
     local = F.BATCH // world
     part = slice(rank * local, (rank + 1) * local)
     units = data["units_sample"]
@@ -96,13 +96,13 @@ def run_ddp(case: dict, data: dict, state: dict, workdir: Path) -> dict[str, tor
     import torch.multiprocessing as mp
 
     (workdir / "pg_ddp").unlink(missing_ok=True)
-    mp.spawn(_ddp_worker, args=(case["world"], str(refside.ROOT), str(workdir), case, data, state),
+    mp.spawn(_ddp_worker, args=(case["world"], str(theirs.ROOT), str(workdir), case, data, state),
              nprocs=case["world"], join=True)
     return torch.load(workdir / "ddp.pt", weights_only=True)
 
 
 def run_case(case: dict, data: dict, state: dict) -> dict[str, torch.Tensor]:
-    util, main = refside.REF["util"], refside.REF["main"]
+    util, main = theirs.REF["util"], theirs.REF["main"]
     torch.manual_seed(F.SEED)
     images = data["images"].to(torch.get_default_dtype()).div(255)
     labels, index = data["labels"], data["index"]
