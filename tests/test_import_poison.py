@@ -17,13 +17,13 @@ from safetensors.torch import save_file
 from attacks import AttackSpec, Poison, PoisonError, generate_poison
 from attacks.external import ExternalNameError, external_spec
 from attacks.poison import checksum
-from benchmark.cli import main
+from benchmark.cli.main import main
 from benchmark.grids import grid_cells
-from benchmark.import_poison import ImportPoisonError, import_poison
-from benchmark.poison_job import load_poison, make_poison, poison_path
+from benchmark.jobs.import_poison import ImportPoisonError, import_poison
+from benchmark.jobs.poison import load_poison, make_poison, poison_path
 from benchmark.records import read_record, record_path
 from benchmark.scales import get_scale
-from benchmark.victim_job import load_split
+from benchmark.jobs.victim import load_split
 
 SCALE, DATASET, EPS = "smoke", "cifar10", 8 / 255
 

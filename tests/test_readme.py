@@ -5,7 +5,7 @@ import re
 
 from conftest import REPO
 
-from benchmark.cli import build_parser
+from benchmark.cli.main import build_parser
 
 
 def _bash_blocks() -> list[str]:

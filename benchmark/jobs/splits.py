@@ -1,8 +1,8 @@
 """The data a job trains or probes on: the split standing for a data set at a scale."""
 from __future__ import annotations
 
-from .data import ImageData, load_dataset
-from .scales import Scale
+from ..data import ImageData, load_dataset
+from ..scales import Scale
 
 
 def load_split(scale: Scale, dataset: str, split: str, *, data_root=None, store=None) -> ImageData:

@@ -20,11 +20,11 @@ from attacks import Poison, PoisonError
 from attacks.external import external_spec
 from attacks.poison import eps_to_pixels
 
-from .data import ImageData
-from .data.layouts import IMAGE_SUFFIXES, _decode
+from ..data import ImageData
+from ..data.layouts import IMAGE_SUFFIXES, _decode
+from ..records import now, write_json_atomic
+from ..scales import get_scale
 from .poison_store import poison_path
-from .records import now, write_json_atomic
-from .scales import get_scale
 from .splits import load_split
 
 UNITS = ("auto", "0-1", "0-255")

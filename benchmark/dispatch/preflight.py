@@ -9,12 +9,12 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .data import DATASETS, SPLITS, DatasetNotFoundError, describe
-from .data.catalog import locate
-from .paths import DATA_ENV, STORE_ENV, data_roots, store_root
+from ..data import DATASETS, SPLITS, DatasetNotFoundError, describe
+from ..data.catalog import locate
+from ..paths import DATA_ENV, STORE_ENV, data_roots, store_root
+from ..records import RESULTS_ENV, results_root
+from ..scales import get_scale
 from .plan import Plan
-from .records import RESULTS_ENV, results_root
-from .scales import get_scale
 
 
 def how_to_provide(name: str) -> str:
