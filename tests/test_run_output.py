@@ -139,3 +139,34 @@ def test_an_unwritable_store_stops_the_run_before_anything_is_submitted(tmp_path
         main(["run", "--grid", "motivation", "--scale", "smoke", "--rows", "none", "--columns", "simclr",
               "--cluster", "debug", "--store", str(blocker / "store"), "--results", str(tmp_path / "results")])
     assert not (tmp_path / "results" / "records").exists()
+
+
+def test_a_dry_run_makes_the_checks_of_a_real_run_and_fails_as_it_would(tmp_path: Path, capsys):
+    """`bench run --dry-run` prints the plan, then stops with the real run's error where the run could not start
+    (a missing data root, an unwritable folder), and creates no folder either way."""
+    from benchmark.dispatch.preflight import how_to_provide
+
+    store, results = tmp_path / "store", tmp_path / "results"
+    mini = ["run", "--grid", "effectiveness", "--scale", "mini", "--rows", "none", "--columns", "cifar10/simclr",
+            "--data-root", str(tmp_path / "nonexistent-data"), "--store", str(store), "--results", str(results)]
+    errors = []
+    for dry in (["--dry-run"], []):
+        with pytest.raises(SystemExit) as stopped:
+            main(mini + dry)
+        assert stopped.value.code not in (0, None)  # a message: exit status 1
+        errors.append(str(stopped.value))
+        if dry:
+            assert "victim-simclr-resnet18-cifar10-none" in capsys.readouterr().out  # the plan is printed first
+            assert not store.exists() and not results.exists()
+    assert errors[0] == errors[1] and errors[0].startswith("bench run: nothing submitted")
+    assert how_to_provide("cifar10") in errors[0] and "nonexistent-data" in errors[0]
+    for made in (store, results):  # made by the real run's check
+        made.rmdir()
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    smoke = ["run", "--grid", "motivation", "--scale", "smoke", "--rows", "none", "--columns", "simclr", "--dry-run"]
+    with pytest.raises(SystemExit, match=r"is not writable .*--store DIR or set BENCH_STORE"):
+        main(smoke + ["--store", str(blocker / "store"), "--results", str(results)])
+    assert main(smoke + ["--store", str(store), "--results", str(results)]) == 0  # absent, but can be made
+    assert not store.exists() and not results.exists() and sorted(tmp_path.iterdir()) == [blocker]

@@ -45,11 +45,14 @@ def run_grid(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_dry_run(plan, slurm_params)
         print(f"estimate at the paper scale: {paper_hours:,.0f} GPU hours for these cells' {len(paper_poisons)} "
-              f"poisons and {len(paper_victims)} victims (rough, one A100-class GPU; table in benchmark/dispatch/plan.py)")
-        return 0
+              f"poisons and {len(paper_victims)} victims (rough, one A100-class GPU; table in "
+              "benchmark/dispatch/plan.py)")
+    # the checks of a real run, on a dry run too (which creates no folder): it fails as the run would
     if missing:
         raise SystemExit("bench run: nothing submitted: " + "; ".join(missing_import(m, args.store) for m in missing))
-    preflight(plan, data_root=args.data_root, store=args.store, results=args.results)
+    preflight(plan, data_root=args.data_root, store=args.store, results=args.results, create=not args.dry_run)
+    if args.dry_run:
+        return 0
     parallel = args.parallel or default_parallel(args.cluster)
     options = DispatchOptions(args.cluster, parallel=parallel, gpus_per_job=args.gpus_per_job,
                               threads=args.threads)
