@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from attacks import ATTACKS, Attack, Poison, register_attack
 from benchmark.cli.main import main
-from benchmark.grids import grid_cells
 from benchmark.dispatch.plan import make_plan
+from benchmark.grids import grid_cells
 from benchmark.report.tables import build_table
 from victims.algorithms import ALGORITHMS, Algorithm, contrastive_algorithms
 from victims.algorithms.base import mlp

@@ -21,10 +21,10 @@ from benchmark.cli.main import main
 from benchmark.grids import grid_cells
 from benchmark.jobs.import_poison import ImportPoisonError, Source, import_poison, interpret
 from benchmark.jobs.poison import load_poison, make_poison, poison_path
-from benchmark.records import read_record, record_path
-from benchmark.scales import get_scale
 from benchmark.jobs.splits import whole_split_size
 from benchmark.jobs.victim import load_split
+from benchmark.records import read_record, record_path
+from benchmark.scales import get_scale
 
 SCALE, DATASET, EPS = "smoke", "cifar10", 8 / 255
 

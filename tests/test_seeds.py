@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.report.claims import check_claims
-from benchmark.grids import grid_cells
-from benchmark.report.leaderboard import build_leaderboard, render_json, render_markdown
 from benchmark.dispatch.plan import make_plan
-from benchmark.records import record_path, write_json_atomic
+from benchmark.grids import grid_cells
 from benchmark.jobs.seeds import DEFAULT_SEED, Measurement, measured, paired, reseed, with_seeds
+from benchmark.records import record_path, write_json_atomic
+from benchmark.report.claims import check_claims
+from benchmark.report.leaderboard import build_leaderboard, render_json, render_markdown
 from benchmark.report.tables import build_table, render, render_csv
 
 from test_tables import make_record

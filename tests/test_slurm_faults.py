@@ -18,9 +18,9 @@ from benchmark.cli.main import main
 from benchmark.dispatch.dispatch import DispatchOptions, dispatch
 from benchmark.dispatch.ledger import read_ledger
 from benchmark.dispatch.plan import make_plan
-from benchmark.jobs.poison import poison_path
 from benchmark.dispatch.slurm_settings import load_profile
 from benchmark.dispatch.status import job_status
+from benchmark.jobs.poison import poison_path
 
 ROWS, COLUMNS = ["ap-t"], ["simclr", "moco"]  # one poison job, two victims after it
 SUBSET = ["--grid", "motivation", "--scale", "smoke", "--rows", *ROWS, "--columns", *COLUMNS]

@@ -52,8 +52,8 @@ def test_a_job_past_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(s
     from attacks.spec import AttackSpec
     from benchmark.dispatch.dispatch import DispatchOptions, dispatch
     from benchmark.dispatch.plan import Job, Plan
-    from benchmark.jobs.poison import poison_report
     from benchmark.dispatch.slurm_settings import load_profile
+    from benchmark.jobs.poison import poison_report
 
     monkeypatch.setenv("BENCH_CHECKPOINT_EVERY_S", "1")  # the job inherits the environment (sbatch --export=ALL)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.dispatch import slurm_jobs
 from benchmark.cli.main import main
+from benchmark.dispatch import slurm_jobs
 from benchmark.dispatch.plan import make_plan
 from benchmark.dispatch.slurm_settings import check_submission, job_request, parse_minutes
 

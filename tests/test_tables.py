@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.cli.report import add_report_commands
 from benchmark.grids import grid_cells
+from benchmark.jobs.victim import victim_settings
+from benchmark.records import RECORD_FORMAT, record_path, write_json_atomic
 from benchmark.report.leaderboard import (build_leaderboard, damage, render_json, render_markdown, shown_victims,
                                    write_leaderboard)
-from benchmark.records import RECORD_FORMAT, record_path, write_json_atomic
-from benchmark.jobs.victim import victim_settings
-from benchmark.cli.report import add_report_commands
 from benchmark.report.tables import (CellValue, agreement, build_table, build_tables, cell_metric, kendall_tau,
                               latex_escape, render, render_latex)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli.main import main
+from benchmark.jobs.victim import run_victim
 from benchmark.records import read_records
 from benchmark.specs import EvalSpec, VictimSpec
-from benchmark.jobs.victim import run_victim
 from victims.registry import UnknownNameError
 
 

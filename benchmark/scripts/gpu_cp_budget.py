@@ -19,9 +19,9 @@ import torch
 
 from attacks import ATTACKS, generate_poison
 from attacks.spec import AttackSpec
+from benchmark.jobs.victim import victim_train_config
 from benchmark.scales import get_scale
 from benchmark.specs import VictimSpec
-from benchmark.jobs.victim import victim_train_config
 from victims.augment import contrastive_augment
 from victims.probe import linear_probe
 from victims.recipes import build_encoder, build_model

@@ -22,10 +22,10 @@ import torch
 
 from attacks.spec import AttackSpec
 from benchmark.jobs.poison import make_poison
-from benchmark.scales import get_scale
-from benchmark.specs import VictimSpec
 from benchmark.jobs.splits import load_split
 from benchmark.jobs.victim import victim_train_config
+from benchmark.scales import get_scale
+from benchmark.specs import VictimSpec
 from victims.augment import eval_transform, supervised_augment
 from victims.probe import classifier_accuracy
 from victims.recipes import build_model
