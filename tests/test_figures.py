@@ -17,14 +17,13 @@ from attacks.poison import Poison
 from benchmark.cli.main import main
 from benchmark.grids import attack_spec, grid_cells
 from benchmark.jobs.poison import make_poison
-from benchmark.jobs.victim import load_split, run_victim
-from benchmark.jobs.victim import victim_settings
+from benchmark.jobs.victim import load_split, run_victim, victim_settings
 from benchmark.records import RECORD_FORMAT, read_records, record_path, write_json_atomic
 from benchmark.report.figures import (FIGURES, Context, alignment_uniformity_figure, amplitude_spectrum, bars_figure,
-                               current_records, matched_cp_records,
-                               embedding_histories, find_poisons, linear_separability, make_figures,
-                               perturbation_features, pick_tsne_records, pyplot, record_label, save_figure,
-                               separability_figure, spectrum_figure, tsne_figure)
+                                      current_records, matched_cp_records, embedding_histories, find_poisons,
+                                      linear_separability, make_figures, perturbation_features, pick_tsne_records,
+                                      pyplot, record_label, save_figure, separability_figure, spectrum_figure,
+                                      tsne_figure)
 from benchmark.report.paper import PAPER_DIR
 from benchmark.report.tables import build_tables
 from benchmark.scales import get_scale

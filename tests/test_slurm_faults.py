@@ -166,7 +166,8 @@ def test_a_bad_partition_is_one_line_naming_the_valid_ones_and_leaves_nothing(no
 
     import benchmark.dispatch.slurm_settings
 
-    monkeypatch.setattr(benchmark.dispatch.slurm_settings, "partitions", lambda: None)  # sinfo cannot tell: sbatch refuses
+    # sinfo cannot tell: sbatch refuses
+    monkeypatch.setattr(benchmark.dispatch.slurm_settings, "partitions", lambda: None)
     with pytest.raises(SystemExit) as err:
         main(run)
     message = str(err.value)

@@ -22,9 +22,9 @@ from benchmark.grids import grid_cells
 from benchmark.jobs.victim import victim_settings
 from benchmark.records import RECORD_FORMAT, record_path, write_json_atomic
 from benchmark.report.leaderboard import (build_leaderboard, damage, render_json, render_markdown, shown_victims,
-                                   write_leaderboard)
+                                          write_leaderboard)
 from benchmark.report.tables import (CellValue, agreement, build_table, build_tables, cell_metric, kendall_tau,
-                              latex_escape, render, render_latex)
+                                     latex_escape, render, render_latex)
 
 SCALE = "smoke"
 EXPECTED = Path(__file__).parent / "fixtures" / "expected"
