@@ -108,3 +108,31 @@ def test_benchmark_rooms_import_downward_only():
               if b.startswith("benchmark.") and room(a) != room(b) and rank[room(b)] <= rank[room(a)]]
     assert upward == []
     assert {room(m) for m in import_graph() if m.startswith("benchmark.")} == {*ROOMS, "model"}  # every room seen
+
+
+def unresolved_imports() -> list[str]:
+    """`file:line module` for every import of a project module (relative, or absolute from one of the project's
+    packages) that names no module or package of the project: a path a move left behind, even in a function."""
+    py = [p for package in PACKAGES for p in (REPO / package).rglob("*.py")] + list((REPO / "tests").rglob("*.py"))
+    known = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__") for p in py}
+    out = []
+    for path in py:
+        name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        package = name.removesuffix(".__init__") if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                wanted = [".".join(parts + ([node.module] if node.module else []))]
+            elif isinstance(node, ast.ImportFrom):
+                wanted = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                wanted = [a.name for a in node.names]
+            else:
+                continue
+            out += [f"{path.relative_to(REPO)}:{node.lineno} {w}" for w in wanted
+                    if w.split(".")[0] in PACKAGES and w not in known]
+    return out
+
+
+def test_every_import_of_a_project_module_names_one_that_exists():
+    assert unresolved_imports() == []
