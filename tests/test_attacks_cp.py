@@ -172,7 +172,7 @@ def test_bad_parameters_are_clear_errors(data):
 
 
 def test_stored_cp_s_poison_reuses_and_stores_its_cp_c(tmp_path):
-    from benchmark.poison_job import make_poison, poison_path
+    from benchmark.jobs.poison import make_poison, poison_path
 
     s = spec("cp-s", epochs=1, model_step=1, noise_step=1, num_steps=1)
     made = make_poison(s, store=tmp_path, device="cpu", progress=False)
@@ -186,8 +186,8 @@ def test_a_poison_made_with_other_settings_or_from_another_cp_c_is_made_again(tm
     the stored poison stale: the plan lists it as pending and make_poison makes it again."""
     import json
 
-    from benchmark.plan import stored_poison_checksum
-    from benchmark.poison_job import attack_settings, load_poison, make_poison, poison_path
+    from benchmark.dispatch.plan import stored_poison_checksum
+    from benchmark.jobs.poison import attack_settings, load_poison, make_poison, poison_path
 
     s = spec("cp-s", epochs=1, model_step=1, noise_step=1, num_steps=1)
     made = make_poison(s, store=tmp_path, device="cpu", progress=False)
@@ -215,7 +215,7 @@ def test_a_poison_made_with_other_settings_or_from_another_cp_c_is_made_again(tm
 
 
 def test_plan_orders_cp_s_after_its_cp_c(tmp_path):
-    from benchmark.plan import make_plan
+    from benchmark.dispatch.plan import make_plan
 
     plan = make_plan("effectiveness", "smoke", results=tmp_path / "r", store=tmp_path / "s",
                      rows=["cp-s"], columns=["cifar10/moco"])
@@ -284,7 +284,7 @@ def test_only_the_mini_moco_attacker_warms_up():
 def test_settings_added_since_keep_older_poisons_current_at_their_old_value(tmp_path):
     """A poison recorded before `warmup_epochs` existed was made without a warm-up: current where the attack
     still has none, out of date where it has one now (the mini MoCo v2 attacker)."""
-    from benchmark.poison_store import attack_settings, comparable
+    from benchmark.jobs.poison_store import attack_settings, comparable
 
     for algorithm, current in (("simclr", True), ("moco", False)):
         s = AttackSpec("cp-c", "cifar10", algorithm, "resnet18", scale="mini")
@@ -297,7 +297,7 @@ def test_settings_added_since_keep_older_poisons_current_at_their_old_value(tmp_
 def test_checkpoints_of_a_run_with_other_settings_are_not_resumed(tmp_path):
     """A poison job stopped before its budget changed leaves checkpoints under the same key: the next job
     starts again rather than resuming them; a folder started with the same settings is kept."""
-    from benchmark.poison_store import clear_stale_workdir
+    from benchmark.jobs.poison_store import clear_stale_workdir
 
     work = tmp_path / "p.work"
     clear_stale_workdir(work, {"epochs": 30})
@@ -324,7 +324,7 @@ def test_release_rounds_down_as_the_official_loader_does(data):
 
 
 def test_a_poison_s_settings_include_its_surrogate_s():
-    from benchmark.poison_job import attack_settings
+    from benchmark.jobs.poison import attack_settings
 
     settings = attack_settings(spec("cp-c", "moco"))
     assert settings["surrogate"]["algorithm"]["base_temperature"] == 0.07

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main as bench
-from benchmark.leaderboard import damage
+from benchmark.cli.main import main as bench
+from benchmark.report.leaderboard import damage
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from test_tables import SCALE, results  # noqa: F401 - the fixture
 
-from benchmark.claims import check_claims, to_json
-from benchmark.claims_report import claims_markdown
-from benchmark.cli import main
+from benchmark.cli.main import main
+from benchmark.report.claims import check_claims, to_json
+from benchmark.report.claims_report import claims_markdown
 
 
 def test_claims_from_fixture_records(results: Path):  # noqa: F811

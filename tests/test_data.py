@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.cli import main
+from benchmark.cli.main import main
 from benchmark.data import (IMAGENET100_CLASSES, DatasetNotFoundError, balanced_subset, load_dataset,
                             make_synthetic)
 from benchmark.data.cache import _locked

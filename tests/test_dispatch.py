@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
-from benchmark.plan import make_plan
+from benchmark.cli.main import main
+from benchmark.dispatch.plan import make_plan
 
 
 def _records(results: Path) -> dict[str, dict]:
@@ -63,7 +63,7 @@ def test_a_victim_of_a_poison_made_again_or_missing_is_run_again(tmp_path: Path)
     its victim is pending too, and is kept without training when the poison comes back bit for bit; after the
     poison is made again with other contents (a new budget) the victim trains again."""
     from attacks import Poison
-    from benchmark.poison_job import load_poison, poison_path
+    from benchmark.jobs.poison import load_poison, poison_path
 
     grid = ["run", "--grid", "effectiveness", "--scale", "smoke", "--cluster", "debug", "--rows", "random",
             "--columns", "cifar10/simclr", "--store", str(tmp_path), "--results", str(tmp_path)]
@@ -98,7 +98,7 @@ def test_a_victim_record_of_a_poison_made_with_another_budget_is_out_of_date_wit
     """A poisoned victim's record keeps what its poison was made with (and the CP-C its CP-S started from):
     after the scale's CP-C budget changes, the tables leave the cell empty even with no store to look in."""
     from attacks import contrastive_poisoning as cp
-    from benchmark.tables import build_table
+    from benchmark.report.tables import build_table
 
     store, results = tmp_path / "store", tmp_path / "results"
     assert main(["run", "--grid", "effectiveness", "--scale", "smoke", "--cluster", "debug", "--rows", "cp-s",
@@ -129,7 +129,7 @@ def test_a_victim_record_of_a_poison_made_with_another_budget_is_out_of_date_wit
 def test_a_record_made_with_another_probe_protocol_is_probed_again_without_training(tmp_path: Path):
     """Changing the scale's probe (e.g. standardised features) makes finished victims pending (status says
     why); running them again resumes the final checkpoint (no epoch trained) and probes it the new way."""
-    from benchmark.status import OUTDATED, plan_status
+    from benchmark.dispatch.status import OUTDATED, plan_status
 
     grid = ["run", "--grid", "effectiveness", "--scale", "smoke", "--cluster", "local", "--rows", "none",
             "--columns", "cifar10/simclr", "--store", str(tmp_path), "--results", str(tmp_path)]
@@ -186,7 +186,7 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path: Path, capsys, monke
 
 
 def test_status_shows_a_failed_job_and_the_next_run_resubmits_only_it(tmp_path: Path, capsys, monkeypatch):
-    import benchmark.victim_job as victim_job
+    import benchmark.jobs.victim as victim_job
 
     where = ["--store", str(tmp_path), "--results", str(tmp_path), "--rows", "none", "untrained",
              "--columns", "simclr", "moco"]
@@ -256,7 +256,7 @@ def test_killing_bench_run_and_its_jobs_at_a_random_point_then_running_again_giv
     where = ["--store", str(tmp_path / "store"), "--results", str(tmp_path / "res")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     kill_at = random.Random().uniform(1.0, duration + 4.0)  # + the start of this subprocess
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli", *KILL_RUN, *where], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli.main", *KILL_RUN, *where], env=env,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(kill_at)
     os.killpg(proc.pid, signal.SIGKILL)  # bench run and the local jobs it started (same session)
@@ -310,7 +310,7 @@ class _FakeExecutor:
 def test_local_runs_keep_every_slot_busy_and_start_a_victim_as_soon_as_its_poison_is_made(tmp_path, monkeypatch):
     """Two slots, a slow and a quick poison: the quick poison's victim starts while the slow one is still
     being made (no waves); no more than two run at once; a failed poison's victims are not run."""
-    from benchmark import dispatch as d
+    from benchmark.dispatch import dispatch as d
 
     plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["random", "cp-c"],
                      columns=["cifar10/simclr", "cifar10/moco"])
@@ -340,7 +340,7 @@ def test_cancel_stops_a_local_job_whose_controller_ignores_sigint(tmp_path: Path
     import sys
     import time
 
-    from benchmark.status import pid_alive, stop_local_job
+    from benchmark.dispatch.status import pid_alive, stop_local_job
 
     task = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(600)"
     controller = ("import signal, subprocess, sys, time  # stands for submitit.local._local\n"
@@ -370,9 +370,9 @@ def test_a_run_finishes_each_poison_s_cells_before_the_next_poison_and_waits_for
     """One slot: clean victims first, then each poison followed by its victims (a stopped run leaves whole
     cells). A poison still being made by an earlier `bench run` is not submitted again: its victim waits for
     it and starts once it is made, and is not run if it failed."""
-    from benchmark import dispatch as d
-    from benchmark import status as s
-    from benchmark.local_run import run_order
+    from benchmark.dispatch import dispatch as d
+    from benchmark.dispatch import status as s
+    from benchmark.dispatch.local import run_order
 
     plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path,
                      rows=["none", "random", "cp-c", "cp-s"], columns=["cifar10/simclr", "cifar10/moco"])
@@ -407,8 +407,8 @@ def test_on_slurm_a_victim_depends_on_its_poison_still_queued_from_an_earlier_ru
     """The poison job queued by an earlier `bench run` is not submitted again; its victim gets afterok on it."""
     import contextlib
 
-    from benchmark import dispatch as d
-    from benchmark import status as s
+    from benchmark.dispatch import dispatch as d
+    from benchmark.dispatch import status as s
 
     plan = make_plan("effectiveness", "smoke", results=tmp_path, store=tmp_path, rows=["cp-c"],
                      columns=["cifar10/simclr"])

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from attacks import ATTACKS, Attack, Poison, register_attack
-from benchmark.cli import main
+from benchmark.cli.main import main
+from benchmark.dispatch.plan import make_plan
 from benchmark.grids import grid_cells
-from benchmark.plan import make_plan
-from benchmark.tables import build_table
+from benchmark.report.tables import build_table
 from victims.algorithms import ALGORITHMS, Algorithm, contrastive_algorithms
 from victims.algorithms.base import mlp
 from victims.recipes import MODELS, add_recipe

@@ -14,22 +14,21 @@ import pytest
 import torch
 
 from attacks.poison import Poison
-from benchmark.cli import main
-from benchmark.figures import (FIGURES, Context, alignment_uniformity_figure, amplitude_spectrum, bars_figure,
-                               current_records, matched_cp_records,
-                               embedding_histories, find_poisons, linear_separability, make_figures,
-                               perturbation_features, pick_tsne_records, pyplot, record_label, save_figure,
-                               separability_figure, spectrum_figure, tsne_figure)
+from benchmark.cli.main import main
 from benchmark.grids import attack_spec, grid_cells
-from benchmark.paper import PAPER_DIR
-from benchmark.poison_job import make_poison
+from benchmark.jobs.poison import make_poison
+from benchmark.jobs.victim import load_split, run_victim, victim_settings
 from benchmark.records import RECORD_FORMAT, read_records, record_path, write_json_atomic
+from benchmark.report.figures import (FIGURES, Context, alignment_uniformity_figure, amplitude_spectrum, bars_figure,
+                                      current_records, matched_cp_records, embedding_histories, find_poisons,
+                                      linear_separability, make_figures, perturbation_features, pick_tsne_records,
+                                      pyplot, record_label, save_figure, separability_figure, spectrum_figure,
+                                      tsne_figure)
+from benchmark.report.paper import PAPER_DIR
+from benchmark.report.tables import build_tables
 from benchmark.scales import get_scale
-from benchmark.victim_job import victim_settings
 from benchmark.scales import get_scale
 from benchmark.specs import VictimSpec
-from benchmark.tables import build_tables
-from benchmark.victim_job import load_split, run_victim
 
 SCALE = "smoke"
 PNG_MAGIC, PDF_MAGIC = b"\x89PNG", b"%PDF"

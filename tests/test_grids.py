@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.grids import GRIDS, distinct_jobs, grid_cells
-from benchmark.paper import paper_values
+from benchmark.report.paper import paper_values
 from victims.registry import UnknownNameError
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "REFERENCE.md"

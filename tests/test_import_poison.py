@@ -17,13 +17,14 @@ from safetensors.torch import save_file
 from attacks import AttackSpec, Poison, PoisonError, generate_poison
 from attacks.external import ExternalNameError, external_spec
 from attacks.poison import checksum
-from benchmark.cli import main
+from benchmark.cli.main import main
 from benchmark.grids import grid_cells
-from benchmark.import_poison import ImportPoisonError, import_poison
-from benchmark.poison_job import load_poison, make_poison, poison_path
+from benchmark.jobs.import_poison import ImportPoisonError, Source, import_poison, interpret
+from benchmark.jobs.poison import load_poison, make_poison, poison_path
+from benchmark.jobs.splits import whole_split_size
+from benchmark.jobs.victim import load_split
 from benchmark.records import read_record, record_path
 from benchmark.scales import get_scale
-from benchmark.victim_job import load_split
 
 SCALE, DATASET, EPS = "smoke", "cifar10", 8 / 255
 
@@ -240,3 +241,45 @@ def test_an_imported_poison_runs_through_a_smoke_grid_row_into_the_tables(tmp_pa
     # `bench victim --attack ext:NAME` of a poison not imported fails with the way out
     assert main(["victim", "--algorithm", "simclr", "--attack", "ext:absent", "--scale", SCALE, *where]) == 2
     assert "bench import-poison absent FILE" in capsys.readouterr().err
+
+
+def test_a_whole_split_poison_at_a_subset_scale_keeps_the_subsets_rows(shared_data, session_store, tmp_path, capsys):
+    """At mini, CIFAR-10 trains on 10,000 of its 50,000 training images: a per-sample poison released for the whole
+    split in the data set's order (as the authors' code and most others save it) is accepted, cut to the rows of
+    the subset and said so; a wrong row count is still refused, naming the sizes that fit."""
+    scale, whole = get_scale("mini"), 50_000
+    clean = load_split(scale, DATASET, "train", data_root=shared_data, store=session_store)
+    assert len(clean) == 10_000 and whole_split_size(scale, DATASET, "train", data_root=shared_data) == whole
+    assert whole_split_size(get_scale("paper"), DATASET, "train") is None  # the paper scale takes it all
+    assert whole_split_size(get_scale(SCALE), DATASET, "train") is None  # generated data
+    path = tmp_path / "whole.npy"  # int8 pixels (N, H, W, 3): channels 0 and 1 spell the row's position
+    rows = np.lib.format.open_memmap(path, mode="w+", dtype=np.int8, shape=(whole, 32, 32, 3))
+    position = np.arange(whole)
+    rows[..., 0] = ((position % 17) - 8)[:, None, None]
+    rows[..., 1] = ((position // 17 % 17) - 8)[:, None, None]
+    rows.flush()
+    del rows
+    spec = external_spec("whole-split", DATASET, "mini")
+    try:
+        assert main(["import-poison", "whole-split", str(path), "--dataset", DATASET, "--scale", "mini",
+                     "--data-root", str(shared_data), "--store", str(session_store)]) == 0
+        out = capsys.readouterr().out
+        assert "the 50,000 rows cover the whole split in the data set's order: kept the 10,000 rows" in out
+        poison = load_poison(spec, session_store)
+        assert poison.per == "sample" and tuple(poison.delta.shape) == (10_000, 3, 32, 32)
+        assert torch.equal(poison.index, clean.index)
+        kept = clean.index.numpy()
+        assert np.array_equal(poison.delta[:, 0, 5, 7].numpy(), (kept % 17) - 8)
+        assert np.array_equal(poison.delta[:, 1, 5, 7].numpy(), (kept // 17 % 17) - 8)
+        assert not poison.delta[:, 2].any()
+    finally:
+        for made in (poison_path(spec, session_store), poison_path(spec, session_store).with_suffix(".json")):
+            made.unlink(missing_ok=True)
+    for n in (whole - 1, whole + 1):  # a view, not 150 MB: the row count is refused before any pixel is read
+        wrong = Source(np.broadcast_to(np.zeros((1, 32, 32, 3), np.int8), (n, 32, 32, 3)), "npy")
+        with pytest.raises(ImportPoisonError, match=rf"{n} rows do not match the split: expected \(10000, 3, 32, 32\)"
+                           r".* per sample \(50000 for the whole split, in the data set's order\)"):
+            interpret(wrong, clean, EPS, whole=whole)
+        with pytest.raises(ImportPoisonError, match=rf"{n} rows do not match the split's 10000 samples nor the whole "
+                           r"split's 50000; .*add an 'index' array"):
+            interpret(wrong, clean, EPS, per="sample", whole=whole)

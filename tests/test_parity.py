@@ -150,7 +150,7 @@ def test_reference_refused_with_what_to_fetch(tmp_path, monkeypatch, problem, me
 
 
 def test_bench_parity_refuses_a_bad_reference_and_writes_nothing(tmp_path, capsys):
-    from benchmark.cli import main
+    from benchmark.cli.main import main
 
     store = tmp_path / "store"
     assert main(["--store", str(store), "parity", "poison", "--reference", str(tmp_path / "nope")]) == 2

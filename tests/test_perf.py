@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.cli import main
+from benchmark.cli.main import main
 
 
 def test_perf_train_prints_both_pipelines_the_network_ceiling_and_the_flop_rate(tmp_path: Path, capsys):

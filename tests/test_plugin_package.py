@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from attacks import ATTACKS
-from benchmark.cli import main
+from benchmark.cli.main import main
 from benchmark.grids import grid_cells
-from benchmark.tables import build_table
+from benchmark.report.tables import build_table
 from victims.algorithms import ALGORITHMS
 from victims.recipes import MODELS
 
@@ -32,7 +32,7 @@ def pip(*args: str) -> None:
 
 
 def bench_plugins() -> str:
-    done = subprocess.run([sys.executable, "-c", "import sys; from benchmark.cli import main; sys.exit(main())",
+    done = subprocess.run([sys.executable, "-c", "import sys; from benchmark.cli.main import main; sys.exit(main())",
                            "plugins"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout

@@ -11,7 +11,7 @@ import pytest
 
 import victims.plugins as plugins
 from attacks import ATTACKS, Attack
-from benchmark.cli import main
+from benchmark.cli.main import main
 from victims.plugins import PluginWarning
 from victims.registry import Registry, UnknownNameError
 

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
+import pytest
 from conftest import REPO
 
-from benchmark.cli import build_parser
+from benchmark.cli.main import build_parser
 
 
 def _bash_blocks() -> list[str]:
@@ -23,6 +26,21 @@ def test_readme_main_job_parses():
     second = _bash_blocks()[1].strip().split("&&")[-1].split()
     assert second[:2] == ["bench", "run"] and "--scale" in second and "smoke" in second
     build_parser().parse_args(second[1:])
+
+
+def test_the_smoke_scales_outputs_are_ignored_and_the_evidence_scales_tracked():
+    """The README's main job (`bench run --scale smoke`) writes its records under results/records/smoke/, which git
+    ignores (as the smoke tables and claims), so a fresh clone stays clean; the mini scale's are committed."""
+    from benchmark.records import record_path
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = {scale: [str(record_path(REPO / "results", scale, "0" * 20).relative_to(REPO)),
+                     f"results/tables/{scale}/effectiveness.md", f"results/claims/{scale}.json"]
+             for scale in ("smoke", "mini")}
+    ignored = subprocess.run(["git", "check-ignore", *paths["smoke"], *paths["mini"]], cwd=REPO, capture_output=True,
+                             text=True).stdout.split()
+    assert sorted(ignored) == sorted(paths["smoke"])
 
 
 def test_readme_and_evidence_show_the_generated_tables():

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
-from benchmark.plan import make_plan
+from benchmark.cli.main import main
+from benchmark.dispatch.plan import make_plan
 
 
 def test_a_run_prints_a_line_per_finished_or_failed_job_with_its_cells_and_result_and_a_summary(
         tmp_path: Path, capsys, monkeypatch):
-    import benchmark.victim_job as victim_job
+    import benchmark.jobs.victim as victim_job
     from benchmark.records import read_record, record_path
 
     run_victim = victim_job.run_victim
@@ -47,7 +47,7 @@ def test_a_run_prints_a_line_per_finished_or_failed_job_with_its_cells_and_resul
 
 def test_a_poison_job_s_line_shows_its_checksum_and_time(tmp_path: Path, capsys):
     from attacks.spec import AttackSpec
-    from benchmark.poison_store import poison_report
+    from benchmark.jobs.poison_store import poison_report
 
     where = ["--store", str(tmp_path), "--results", str(tmp_path), "--rows", "random",
              "--columns", "cifar10/simclr"]
@@ -61,7 +61,7 @@ def test_a_poison_job_s_line_shows_its_checksum_and_time(tmp_path: Path, capsys)
 
 def test_each_local_job_gets_the_cores_shared_out_unless_omp_num_threads_or_threads_says_otherwise(
         tmp_path: Path, monkeypatch):
-    from benchmark import dispatch as d
+    from benchmark.dispatch import dispatch as d
 
     monkeypatch.setattr(d, "usable_cores", lambda: 4)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -94,7 +94,7 @@ def test_bench_run_without_parallel_runs_a_local_job_per_core_at_most_four_and_o
         tmp_path: Path, monkeypatch):
     import torch
 
-    from benchmark import dispatch as d
+    from benchmark.dispatch import dispatch as d
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for cores, expected in ((1, 1), (2, 2), (3, 3), (16, 4)):
@@ -115,7 +115,7 @@ def test_bench_run_without_parallel_runs_a_local_job_per_core_at_most_four_and_o
 
 
 def test_a_missing_data_set_stops_the_run_before_anything_is_submitted(tmp_path: Path, capsys):
-    from benchmark.preflight import how_to_provide
+    from benchmark.dispatch.preflight import how_to_provide
 
     empty = tmp_path / "no-data"
     empty.mkdir()
@@ -139,3 +139,34 @@ def test_an_unwritable_store_stops_the_run_before_anything_is_submitted(tmp_path
         main(["run", "--grid", "motivation", "--scale", "smoke", "--rows", "none", "--columns", "simclr",
               "--cluster", "debug", "--store", str(blocker / "store"), "--results", str(tmp_path / "results")])
     assert not (tmp_path / "results" / "records").exists()
+
+
+def test_a_dry_run_makes_the_checks_of_a_real_run_and_fails_as_it_would(tmp_path: Path, capsys):
+    """`bench run --dry-run` prints the plan, then stops with the real run's error where the run could not start
+    (a missing data root, an unwritable folder), and creates no folder either way."""
+    from benchmark.dispatch.preflight import how_to_provide
+
+    store, results = tmp_path / "store", tmp_path / "results"
+    mini = ["run", "--grid", "effectiveness", "--scale", "mini", "--rows", "none", "--columns", "cifar10/simclr",
+            "--data-root", str(tmp_path / "nonexistent-data"), "--store", str(store), "--results", str(results)]
+    errors = []
+    for dry in (["--dry-run"], []):
+        with pytest.raises(SystemExit) as stopped:
+            main(mini + dry)
+        assert stopped.value.code not in (0, None)  # a message: exit status 1
+        errors.append(str(stopped.value))
+        if dry:
+            assert "victim-simclr-resnet18-cifar10-none" in capsys.readouterr().out  # the plan is printed first
+            assert not store.exists() and not results.exists()
+    assert errors[0] == errors[1] and errors[0].startswith("bench run: nothing submitted")
+    assert how_to_provide("cifar10") in errors[0] and "nonexistent-data" in errors[0]
+    for made in (store, results):  # made by the real run's check
+        made.rmdir()
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    smoke = ["run", "--grid", "motivation", "--scale", "smoke", "--rows", "none", "--columns", "simclr", "--dry-run"]
+    with pytest.raises(SystemExit, match=r"is not writable .*--store DIR or set BENCH_STORE"):
+        main(smoke + ["--store", str(blocker / "store"), "--results", str(results)])
+    assert main(smoke + ["--store", str(store), "--results", str(results)]) == 0  # absent, but can be made
+    assert not store.exists() and not results.exists() and sorted(tmp_path.iterdir()) == [blocker]

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.claims import check_claims
+from benchmark.dispatch.plan import make_plan
 from benchmark.grids import grid_cells
-from benchmark.leaderboard import build_leaderboard, render_json, render_markdown
-from benchmark.plan import make_plan
+from benchmark.jobs.seeds import DEFAULT_SEED, Measurement, measured, paired, reseed, with_seeds
 from benchmark.records import record_path, write_json_atomic
-from benchmark.seeds import DEFAULT_SEED, Measurement, measured, paired, reseed, with_seeds
-from benchmark.tables import build_table, render, render_csv
+from benchmark.report.claims import check_claims
+from benchmark.report.leaderboard import build_leaderboard, render_json, render_markdown
+from benchmark.report.tables import build_table, render, render_csv
 
 from test_tables import make_record
 
@@ -130,7 +130,7 @@ def test_claims_report_the_spread_and_a_margin_inside_it(results: Path):
 def test_bars_show_one_standard_deviation_for_several_seeds(results: Path):
     from matplotlib.container import ErrorbarContainer
 
-    from benchmark.figures import bars_figure, pyplot
+    from benchmark.report.figures import bars_figure, pyplot
 
     table = build_table("effectiveness", SCALE, results)
     fig, _ = bars_figure(table)
@@ -147,7 +147,7 @@ def test_bars_show_one_standard_deviation_for_several_seeds(results: Path):
 
 
 def test_bench_cells_reads_cells_as_the_tables_do(results: Path, capsys):
-    from benchmark.status import cells_command
+    from benchmark.dispatch.status import cells_command
 
     stale = make_record(cell("cp-c").victim, {"cifar10": (60.0, 60.0, 60.0)})
     stale["data"]["stands_for"] = "another data set"  # made on other data: out of date, as the tables say

@@ -14,13 +14,13 @@ import pytest
 
 from slurm_cluster import slurm_cluster, slurm_dir  # noqa: F401 - the fixture
 
-from benchmark.cli import main
-from benchmark.dispatch import DispatchOptions, dispatch
-from benchmark.ledger import read_ledger
-from benchmark.plan import make_plan
-from benchmark.poison_job import poison_path
-from benchmark.slurm import load_profile
-from benchmark.status import job_status
+from benchmark.cli.main import main
+from benchmark.dispatch.dispatch import DispatchOptions, dispatch
+from benchmark.dispatch.ledger import read_ledger
+from benchmark.dispatch.plan import make_plan
+from benchmark.dispatch.slurm_settings import load_profile
+from benchmark.dispatch.status import job_status
+from benchmark.jobs.poison import poison_path
 
 ROWS, COLUMNS = ["ap-t"], ["simclr", "moco"]  # one poison job, two victims after it
 SUBSET = ["--grid", "motivation", "--scale", "smoke", "--rows", *ROWS, "--columns", *COLUMNS]
@@ -86,7 +86,7 @@ def test_a_cancelled_poison_job_ends_bench_run_and_a_rerun_completes_every_cell(
                                                                                 capsys):
     """scancel of the running poison: the waiting `bench run` returns (its victims, which can never run, are
     cancelled) and says what is left and why; the next one completes every cell, one record per victim."""
-    command = [sys.executable, "-m", "benchmark.cli", "run", *SUBSET, "--cluster", "slurm", "--profile", "local",
+    command = [sys.executable, "-m", "benchmark.cli.main", "run", *SUBSET, "--cluster", "slurm", "--profile", "local",
                *_where(tmp_path)]
     proc = subprocess.Popen(command, env=no_accounting, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -164,9 +164,10 @@ def test_a_bad_partition_is_one_line_naming_the_valid_ones_and_leaves_nothing(no
     store = tmp_path / "store"
     assert not store.exists() or not [p for p in store.rglob("*") if p.is_file()]
 
-    import benchmark.slurm
+    import benchmark.dispatch.slurm_settings
 
-    monkeypatch.setattr(benchmark.slurm, "partitions", lambda: None)  # sinfo cannot tell: sbatch refuses
+    # sinfo cannot tell: sbatch refuses
+    monkeypatch.setattr(benchmark.dispatch.slurm_settings, "partitions", lambda: None)
     with pytest.raises(SystemExit) as err:
         main(run)
     message = str(err.value)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from slurm_cluster import slurm_cluster  # noqa: F401 - the fixture
 
-from benchmark.cli import main
-from benchmark.plan import make_plan
-from benchmark.poison_job import poison_path
+from benchmark.cli.main import main
+from benchmark.dispatch.plan import make_plan
+from benchmark.jobs.poison import poison_path
 
 SUBSET = ["--grid", "effectiveness", "--rows", "none", "random", "--columns", "cifar10/simclr", "cifar10/moco",
           "--scale", "smoke"]
@@ -50,10 +50,10 @@ def test_a_job_past_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(s
     import subprocess
 
     from attacks.spec import AttackSpec
-    from benchmark.dispatch import DispatchOptions, dispatch
-    from benchmark.plan import Job, Plan
-    from benchmark.poison_job import poison_report
-    from benchmark.slurm import load_profile
+    from benchmark.dispatch.dispatch import DispatchOptions, dispatch
+    from benchmark.dispatch.plan import Job, Plan
+    from benchmark.dispatch.slurm_settings import load_profile
+    from benchmark.jobs.poison import poison_report
 
     monkeypatch.setenv("BENCH_CHECKPOINT_EVERY_S", "1")  # the job inherits the environment (sbatch --export=ALL)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import slurm_jobs
-from benchmark.cli import main
-from benchmark.plan import make_plan
-from benchmark.slurm import check_submission, job_request, parse_minutes
+from benchmark.cli.main import main
+from benchmark.dispatch import slurm_jobs
+from benchmark.dispatch.plan import make_plan
+from benchmark.dispatch.slurm_settings import check_submission, job_request, parse_minutes
 
 
 def test_each_job_asks_for_time_and_memory_from_its_size_unless_told():
@@ -128,7 +128,7 @@ def test_a_job_whose_poison_failed_is_blocked_then_cancelled_and_submitted_again
     """Slurm stood in for: the poison job 11 ended CANCELLED; its victim 12 stays PENDING (Slurm's reason still
     `Dependency`, or already `DependencyNeverSatisfied`). Status shows the victim `blocked: 11 CANCELLED`; a run
     cancels 12 and submits the poison and the victim again, the victim after the new poison job."""
-    from benchmark import dispatch as d
+    from benchmark.dispatch import dispatch as d
 
     rows = ["--rows", "ap-t", "--columns", "simclr", "--store", str(tmp_path), "--results", str(tmp_path)]
     plan = make_plan("motivation", "smoke", results=tmp_path, store=tmp_path, rows=["ap-t"], columns=["simclr"])

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.cli.report import add_report_commands
 from benchmark.grids import grid_cells
-from benchmark.leaderboard import (build_leaderboard, damage, render_json, render_markdown, shown_victims,
-                                   write_leaderboard)
+from benchmark.jobs.victim import victim_settings
 from benchmark.records import RECORD_FORMAT, record_path, write_json_atomic
-from benchmark.victim_job import victim_settings
-from benchmark.report_cli import add_report_commands
-from benchmark.tables import (CellValue, agreement, build_table, build_tables, cell_metric, kendall_tau,
-                              latex_escape, render, render_latex)
+from benchmark.report.leaderboard import (build_leaderboard, damage, render_json, render_markdown, shown_victims,
+                                          write_leaderboard)
+from benchmark.report.tables import (CellValue, agreement, build_table, build_tables, cell_metric, kendall_tau,
+                                     latex_escape, render, render_latex)
 
 SCALE = "smoke"
 EXPECTED = Path(__file__).parent / "fixtures" / "expected"
@@ -133,7 +133,7 @@ def check_expected(name: str, text: str) -> None:
 
 
 def bench(argv: list[str]) -> int:
-    """Run a sub-command through a parser wired as benchmark/cli.py wires it (every sub-parser gets the
+    """Run a sub-command through a parser wired as benchmark/cli/main.py wires it (every sub-parser gets the
     global options through `parents`)."""
     parser = argparse.ArgumentParser(prog="bench")
     common = argparse.ArgumentParser(add_help=False)
@@ -483,7 +483,7 @@ def test_a_record_made_with_settings_the_code_no_longer_uses_is_not_shown(tmp_pa
     import json
     import shutil
 
-    from benchmark.tables import build_table
+    from benchmark.report.tables import build_table
     from conftest import REPO
 
     key = "029b9b0b9c57710ed4cad8f57a5332f8e6f606106e8082ac2b3f965ed14bcfab"

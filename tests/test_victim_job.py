@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
+from benchmark.cli.main import main
+from benchmark.jobs.victim import run_victim
 from benchmark.records import read_records
 from benchmark.specs import EvalSpec, VictimSpec
-from benchmark.victim_job import run_victim
 from victims.registry import UnknownNameError
 
 
@@ -66,7 +66,7 @@ def test_cli_victim_under_torchrun_with_two_processes(tmp_path: Path):
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "benchmark.cli", "victim", "--algorithm", "moco", "--scale", "smoke", "--device", "cpu",
+           "-m", "benchmark.cli.main", "victim", "--algorithm", "moco", "--scale", "smoke", "--device", "cpu",
            "--store", str(tmp_path / "store"), "--results", str(tmp_path / "res")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -78,7 +78,7 @@ def test_cli_victim_under_torchrun_with_two_processes(tmp_path: Path):
 def test_poisoned_victim_trains_on_the_stored_poison(tmp_path: Path):
     from attacks import PoisonError
     from attacks.spec import AttackSpec
-    from benchmark.poison_job import load_poison, make_poison
+    from benchmark.jobs.poison import load_poison, make_poison
 
     attack = AttackSpec("random", "cifar10", scale="smoke")
     clean = run_victim(VictimSpec("simclr", scale="smoke"), store=tmp_path, results=tmp_path, progress=False)
@@ -118,7 +118,7 @@ def test_a_poison_made_again_differently_retrains_its_victim_instead_of_resuming
     again with other contents (a new budget, new code), the victim trains from scratch on it."""
     from attacks import Poison
     from attacks.spec import AttackSpec
-    from benchmark.poison_job import load_poison, make_poison, poison_path
+    from benchmark.jobs.poison import load_poison, make_poison, poison_path
 
     attack = AttackSpec("random", "cifar10", scale="smoke")
     spec = VictimSpec("simclr", poison=attack, scale="smoke")
@@ -139,7 +139,7 @@ def test_victims_build_their_models_with_the_recipes_build_model(monkeypatch, tm
     96-px images at 32 px), drawn from the global RNG seeded with the victim's seed."""
     import torch
 
-    import benchmark.victim_job as victim_job
+    import benchmark.jobs.victim as victim_job
     from victims.recipes import build_model
 
     def first_kernel(model):

@@ -5,6 +5,9 @@ An entry point's value is a module (importing it registers what it defines, with
 object (`pkg.mod:MyAttack`), registered under the entry point's name. A plugin that fails to load (raises on
 import, clashes with a name already registered, has the wrong type) is rolled back, kept as a
 `PluginFailure` and reported as a `PluginWarning`; the built-ins and the other plugins keep working.
+
+This module does not import victims/registry.py (which imports it): it sees a registry through the
+`PluginRegistry` protocol, the part of `Registry` that loading a plugin uses.
 """
 from __future__ import annotations
 
@@ -13,14 +16,25 @@ import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Iterator
-
-if TYPE_CHECKING:
-    from .registry import Registry
+from typing import Any, Callable, Iterator, Protocol
 
 BUILT_IN = "built-in"
 GROUPS: dict[str, str] = {"attack": "cp_bench.attacks", "algorithm": "cp_bench.algorithms",
                           "architecture": "cp_bench.architectures"}
+
+
+class PluginRegistry(Protocol):
+    """What loading a plugin needs of a registry (victims.registry.Registry provides it)."""
+
+    kind: str
+
+    def register(self, name: str) -> Callable[[Any], Any]: ...
+
+    def check_free(self, name: str) -> None: ...
+
+    def holds(self, obj: object) -> bool: ...
+
+    def discard(self, name: str) -> Any: ...
 
 
 class PluginWarning(UserWarning):
@@ -59,7 +73,7 @@ def discover(group: str) -> list[metadata.EntryPoint]:
 
 
 # While a plugin loads: its source (for Registry.register to record) and what it registered (to roll back).
-_loading: list[tuple[str, list[tuple["Registry", str]]]] = []
+_loading: list[tuple[str, list[tuple[PluginRegistry, str]]]] = []
 
 
 def current_source() -> str:
@@ -67,15 +81,15 @@ def current_source() -> str:
     return _loading[-1][0] if _loading else BUILT_IN
 
 
-def note_registration(registry: "Registry", name: str) -> None:
+def note_registration(registry: PluginRegistry, name: str) -> None:
     """Called by `Registry.register`: remember what the plugin being loaded (if any) registered."""
     if _loading:
         _loading[-1][1].append((registry, name))
 
 
 @contextlib.contextmanager
-def _recording(source: str) -> Iterator[list[tuple["Registry", str]]]:
-    made: list[tuple[Registry, str]] = []
+def _recording(source: str) -> Iterator[list[tuple[PluginRegistry, str]]]:
+    made: list[tuple[PluginRegistry, str]] = []
     _loading.append((source, made))
     try:
         yield made
@@ -83,7 +97,7 @@ def _recording(source: str) -> Iterator[list[tuple["Registry", str]]]:
         _loading.pop()
 
 
-def register_object(registry: "Registry", name: str, obj: Any, adopt: Callable[[str, Any], Any] | None) -> None:
+def register_object(registry: PluginRegistry, name: str, obj: Any, adopt: Callable[[str, Any], Any] | None) -> None:
     """Register an object entry point's `obj` under `name`: the name must be free and `obj` not registered
     already under another name (the entry point and the plugin's own registration must agree)."""
     registry.check_free(name)
@@ -93,8 +107,8 @@ def register_object(registry: "Registry", name: str, obj: Any, adopt: Callable[[
     registry.register(name)(adopt(name, obj) if adopt else obj)
 
 
-def load_entry_point(registry: "Registry", ep: metadata.EntryPoint,
-                     adopt: Callable[[str, Any], Any] | None) -> tuple[list[tuple["Registry", str]], PluginFailure | None]:
+def load_entry_point(registry: PluginRegistry, ep: metadata.EntryPoint, adopt: Callable[[str, Any], Any] | None
+                     ) -> tuple[list[tuple[PluginRegistry, str]], PluginFailure | None]:
     """Load one entry point into `registry`; return what it registered (in any registry) and its failure.
 
     `adopt(name, obj)` checks an object entry point's type (raising TypeError) and returns what to register."""

@@ -27,12 +27,12 @@ from attacks.contrastive_poisoning import budget, surrogate
 from attacks.spec import AttackSpec
 from victims.recipes import build_encoder, model_settings
 
-from ..import_poison import import_poison
+from ..jobs.import_poison import import_poison
 from ..paths import store_root
 from ..records import RECORD_FORMAT, environment, now, record_path, results_root, write_json_atomic
 from ..scales import get_scale
 from ..specs import EvalSpec, VictimSpec
-from ..splits import describe, load_split
+from ..jobs.splits import describe, load_split
 from .reference import Reference
 
 CL_ALG = {"simclr": "SimCLR", "moco": "MoCov2", "byol": "BYOL"}
@@ -127,8 +127,8 @@ def reference_victim(reference: Reference, attack: str, algorithm: str = "simclr
     """Their victim training on our poison of `attack` (`none`: clean; `ext:NAME`: an imported one) at the
     mini width and epochs, probed by our probe; the record goes to results/parity/records/mini/."""
     from ..grids import attack_spec
-    from ..poison_job import make_poison
-    from ..victim_job import evaluate
+    from ..jobs.poison import make_poison
+    from ..jobs.victim import evaluate
 
     scale = get_scale(SCALE)
     data = load_split(scale, DATASET, "train", data_root=data_root, store=store)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from victims.atomic import write_text_atomic
-from ..seeds import Measurement, mean_text
+from ..jobs.seeds import Measurement, mean_text
 
 ROOT = Path(__file__).resolve().parents[2]
 OURS = ROOT / "results" / "records" / "mini"

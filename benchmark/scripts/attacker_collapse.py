@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from attacks.contrastive_poisoning import BatchStream
+from benchmark.jobs.splits import load_split
 from benchmark.scales import get_scale
-from benchmark.splits import load_split
 from victims.augment import contrastive_augment, to_float
 from victims.recipes import build_model
 from victims.train import Trainer

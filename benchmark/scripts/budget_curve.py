@@ -26,13 +26,13 @@ import torch
 
 from attacks import ATTACKS, Poison
 from attacks.spec import AttackSpec
-from benchmark.leaderboard import damage
+from benchmark.jobs.poison import make_poison
+from benchmark.jobs.victim import default_device, evaluate, load_split, victim_train_config
 from benchmark.paths import store_root
-from benchmark.poison_job import make_poison
 from benchmark.records import environment, now, read_record, record_path, results_root, write_json_atomic
+from benchmark.report.leaderboard import damage
 from benchmark.scales import get_scale
 from benchmark.specs import CONTROL, EvalSpec, VictimSpec
-from benchmark.victim_job import default_device, evaluate, load_split, victim_train_config
 from victims.augment import contrastive_augment
 from victims.recipes import build_model
 from victims.train import fit

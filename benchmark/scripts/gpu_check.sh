@@ -21,12 +21,12 @@ step() {  # progress bars go to $OUT/step-N.err, the results to stdout
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, torch.cuda.get_device_name())"
 for algorithm in simclr moco byol supervised; do
-  step python3 -m benchmark.cli victim --algorithm "$algorithm" --scale smoke --device cuda
+  step python3 -m benchmark.cli.main victim --algorithm "$algorithm" --scale smoke --device cuda
 done
-step python3 -m benchmark.cli perf train --algorithm simclr --scale paper --batch-size 512 --synthetic --steps 10 --workers 8
-step python3 -m benchmark.cli perf attack --attack cp-s --algorithm simclr --scale paper --synthetic --images 10240 --epochs 1
+step python3 -m benchmark.cli.main perf train --algorithm simclr --scale paper --batch-size 512 --synthetic --steps 10 --workers 8
+step python3 -m benchmark.cli.main perf attack --attack cp-s --algorithm simclr --scale paper --synthetic --images 10240 --epochs 1
 for pair in simclr:cp-s byol:cp-s moco:cp-c supervised:ue-s supervised:ap-t; do  # every attack family on CUDA
-  step python3 -m benchmark.cli victim --algorithm "${pair%%:*}" --attack "${pair##*:}" --scale smoke --device cuda
+  step python3 -m benchmark.cli.main victim --algorithm "${pair%%:*}" --attack "${pair##*:}" --scale smoke --device cuda
 done
 python3 benchmark/scripts/gpu_profile.py
 echo; echo "=== records of the CUDA smoke runs ==="

@@ -19,9 +19,9 @@ import torch
 
 from attacks import ATTACKS, generate_poison
 from attacks.spec import AttackSpec
+from benchmark.jobs.victim import victim_train_config
 from benchmark.scales import get_scale
 from benchmark.specs import VictimSpec
-from benchmark.victim_job import victim_train_config
 from victims.augment import contrastive_augment
 from victims.probe import linear_probe
 from victims.recipes import build_encoder, build_model
@@ -29,7 +29,7 @@ from victims.train import fit
 
 
 def dump(out: str, test_per_class: int) -> None:
-    from benchmark.splits import load_split
+    from benchmark.jobs.splits import load_split
 
     scale = get_scale("mini")
     train = load_split(scale, "cifar10", "train")

@@ -7,7 +7,7 @@ import time
 import torch
 
 from victims.recipes import build_model
-from benchmark.perf import synthetic_like
+from benchmark.jobs.perf import synthetic_like
 from victims.augment import contrastive_augment, to_float
 from victims.train import Trainer
 

@@ -21,11 +21,11 @@ from dataclasses import replace
 import torch
 
 from attacks.spec import AttackSpec
-from benchmark.poison_job import make_poison
+from benchmark.jobs.poison import make_poison
+from benchmark.jobs.splits import load_split
+from benchmark.jobs.victim import victim_train_config
 from benchmark.scales import get_scale
 from benchmark.specs import VictimSpec
-from benchmark.splits import load_split
-from benchmark.victim_job import victim_train_config
 from victims.augment import eval_transform, supervised_augment
 from victims.probe import classifier_accuracy
 from victims.recipes import build_model

@@ -7,27 +7,27 @@ from typing import Sequence
 
 from victims.registry import UnknownNameError
 
-from .data import DatasetNotFoundError
-from .paths import DATA_ENV, STORE_ENV
+from ..data import DatasetNotFoundError
+from ..paths import DATA_ENV, STORE_ENV
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Plan a grid's jobs, skip the done ones, check data and folders, submit the rest (--dry-run: print)."""
-    from .run_command import run_grid
+    from .run import run_grid
 
     return run_grid(args)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     """List every data set, where it was found (or why not), its splits, sizes and classes."""
-    from .preflight import datasets_command
+    from ..dispatch.preflight import datasets_command
 
     return datasets_command(args.data_root, verbose=args.verbose)
 
 
 def cmd_victim(args: argparse.Namespace) -> int:
     """Train and evaluate one victim, write its record, print its metrics."""
-    from .victim_job import victim_command
+    from ..jobs.victim import victim_command
 
     return victim_command(args.algorithm, args.arch, args.dataset, attack=args.attack, scale=args.scale,
                           seed=args.seed, eval_datasets=args.eval, data_root=args.data_root, store=args.store,
@@ -37,7 +37,7 @@ def cmd_victim(args: argparse.Namespace) -> int:
 def cmd_perf(args: argparse.Namespace) -> int:
     """perf train: throughput of one training step, ours against the usual PIL pipeline, and its FLOP rate;
     perf attack: seconds per outer epoch, perturbation-phase throughput, peak memory, and the poison's size."""
-    from . import perf
+    from ..jobs import perf
 
     common = dict(data_root=args.data_root, store=args.store, device=args.device, synthetic=args.synthetic)
     if args.what == "attack":
@@ -49,14 +49,14 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
 def cmd_grids(args: argparse.Namespace) -> int:
     """List the grids with their cell and job counts."""
-    from .grids import grids_command
+    from ..grids import grids_command
 
     return grids_command(args.scale)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     """List the registered attacks, algorithms and architectures with their origin; 1 if a plugin failed."""
-    from .plugins import listing, render_listing
+    from ..plugins import listing, render_listing
 
     rows, failures = listing()
     print(render_listing(rows, failures))
@@ -65,7 +65,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_cells(args: argparse.Namespace) -> int:
     """List a grid's cells with their state (done when the victim's record has the probed metric)."""
-    from .status import cells_command
+    from ..dispatch.status import cells_command
 
     return cells_command(args.grid, args.scale, args.results)
 
@@ -73,7 +73,7 @@ def cmd_cells(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Every cell's state (done / running / queued / blocked / failed / pending) with its job id, log and last
     error."""
-    from .status import status_command
+    from ..dispatch.status import status_command
 
     return status_command(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
                           columns=args.columns)
@@ -81,7 +81,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel the running, queued and blocked jobs of a grid (scancel on Slurm, SIGINT then SIGKILL locally)."""
-    from .status import cancel_command
+    from ..dispatch.status import cancel_command
 
     return cancel_command(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
                           columns=args.columns)
@@ -89,7 +89,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     """The paper's claims checked against a scale's records; --write publishes, --check compares."""
-    from .claims import claims_command
+    from ..report.claims import claims_command
 
     return claims_command(args.results, args.scale, write=args.write, check=args.check)
 
@@ -105,7 +105,7 @@ def parse_eps(text: str) -> float:
 
 def cmd_import_poison(args: argparse.Namespace) -> int:
     """Verify a poison made elsewhere and store it as the attack `ext:NAME` (see docs/import.md)."""
-    from .import_poison import import_command
+    from ..jobs.import_poison import import_command
 
     return import_command(args.name, args.path, dataset=args.dataset, scale=args.scale, eps=args.eps,
                           split=args.split, units=args.units, content=args.content, per=args.per, key=args.key,
@@ -129,14 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_listing_parsers(sub)  # grids, plugins, cells, claims
     _add_watch_parsers(sub)  # status, cancel
 
-    from .figures import add_figures_command
-    from .report_cli import add_report_commands
+    from ..report.figures import add_figures_command
+    from .report import add_report_commands
 
     add_report_commands(sub)
     add_figures_command(sub)
     _add_import_parser(sub)
     _add_run_parser(sub)
-    from .parity.cli import add_parity_command
+    from ..parity.cli import add_parity_command
 
     add_parity_command(sub)
     return parser
@@ -220,7 +220,7 @@ def _add_watch_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_import_parser(sub: argparse._SubParsersAction) -> None:
-    from .import_poison import CONTENTS, PERS, UNITS
+    from ..jobs.import_poison import CONTENTS, PERS, UNITS
 
     p = sub.add_parser("import-poison", help="verify a poison made by other code and store it as the attack "
                        "ext:NAME (formats: docs/import.md)")
@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from attacks import PoisonError
     from attacks.external import ExternalNameError
 
-    from .import_poison import ImportPoisonError
+    from ..jobs.import_poison import ImportPoisonError
 
     args = build_parser().parse_args(argv)
     try:

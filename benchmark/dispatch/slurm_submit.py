@@ -15,7 +15,7 @@ from .jobs import JobCall, Submission
 from .ledger import read_ledger, record_failure, write_ledger
 from .plan import Job, Plan
 from .progress import Progress
-from .slurm import job_request
+from .slurm_settings import job_request
 
 POLL_S = 2.0  # how often states are read at first (then less often, up to:)
 SLURM_POLL_MAX_S = 30.0

@@ -5,7 +5,7 @@ import csv
 from functools import lru_cache
 from pathlib import Path
 
-PAPER_DIR = Path(__file__).resolve().parents[1] / "results" / "paper"
+PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
 
 
 @lru_cache(maxsize=None)

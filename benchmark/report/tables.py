@@ -20,12 +20,12 @@ from attacks.external import is_external
 from attacks.spec import AttackSpec
 from victims.atomic import write_text_atomic
 
-from .grids import GRIDS, Cell, grid_cells
+from ..grids import GRIDS, Cell, grid_cells
+from ..jobs.poison_store import made_as_now
+from ..jobs.seeds import DEFAULT_SEED, Measurement, mean_text, measured, reseed
+from ..records import read_record, read_records, record_path
+from ..specs import CONTROL, VictimSpec
 from .paper import paper_values
-from .poison_store import made_as_now
-from .records import read_record, read_records, record_path
-from .seeds import DEFAULT_SEED, Measurement, mean_text, measured, reseed
-from .specs import CONTROL, VictimSpec
 
 METRICS = ("probe_best", "probe_final", "knn")
 FORMATS = ("md", "latex", "html", "csv")
@@ -92,9 +92,8 @@ class RecordCache:
 
 def is_current(record: dict) -> bool:
     """Whether a victim record was made with the settings and data its victim gets from the code of now."""
-    from .plan import same_settings
-    from .scales import get_scale
-    from .victim_job import victim_settings
+    from ..jobs.victim import same_settings, victim_settings
+    from ..scales import get_scale
 
     try:
         fields = dict(record["victim"])

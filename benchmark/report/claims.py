@@ -13,12 +13,12 @@ from pathlib import Path
 
 from victims.algorithms import contrastive_algorithms
 
+from ..grids import attack_spec
+from ..jobs.seeds import Measurement, paired
+from ..records import results_root
+from ..specs import CONTROL, VictimSpec
 from .claims_report import claims_markdown
-from .grids import attack_spec
 from .leaderboard import damage
-from .records import results_root
-from .seeds import Measurement, paired
-from .specs import CONTROL, VictimSpec
 from .tables import RecordCache, build_table, write_text_atomic
 
 TAU_TABLES = ("effectiveness", "transfer_algorithms", "architectures")

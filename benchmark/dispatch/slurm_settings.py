@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable
 if TYPE_CHECKING:
     from .plan import Job
 
-PROFILE_DIR = Path(__file__).resolve().parents[1] / "slurm" / "profiles"
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "slurm" / "profiles"
 KEYS = ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "account", "qos",
         "signal_delay_s", "array_parallelism", "additional_parameters")
 

@@ -19,10 +19,10 @@ from tabulate import tabulate
 
 from attacks.external import is_external
 
-from .grids import attack_spec, grid_cells
+from ..grids import attack_spec, grid_cells
+from ..jobs.seeds import mean_text
+from ..specs import CONTROL, VictimSpec
 from .paper import paper_values
-from .seeds import mean_text
-from .specs import CONTROL, VictimSpec
 from .tables import PROTOCOL, SUPERVISED_NOTE, RecordCache, data_description, write_text_atomic
 
 NOT_ATTACKS = ("none", CONTROL)

@@ -1,8 +1,8 @@
 """Dispatch: one submitit job per planned job; poisons before the victims that need them.
 
 `debug` runs in this process, `local` in subprocesses on this machine (at most `parallel` at a time:
-benchmark/local_run.py), `slurm` on a cluster (job arrays, victims afterok on their poison:
-benchmark/slurm_submit.py). Each job is Checkpointable: when requeued after a time-out or pre-emption it
+benchmark/dispatch/local.py), `slurm` on a cluster (job arrays, victims afterok on their poison:
+benchmark/dispatch/slurm_submit.py). Each job is Checkpointable: when requeued after a time-out or pre-emption it
 resumes from its own checkpoint files.
 """
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Any
 
 import submitit
 
+from ..paths import store_root
+from ..records import results_root
 from . import status as status_mod
 from .jobs import JobCall, Submission
 from .ledger import write_ledger
-from .local_run import run_local
-from .paths import store_root
+from .local import run_local
 from .plan import Job, Plan
-from .records import results_root
 
 CLUSTERS = ("local", "slurm", "debug")
 POLL_S = 0.5  # local: how often finished jobs are looked for (a smoke job takes seconds)

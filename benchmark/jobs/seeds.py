@@ -13,8 +13,8 @@ from typing import Callable, Iterable, Sequence
 
 from attacks.external import is_external
 
-from .grids import Cell
-from .specs import VictimSpec
+from ..grids import Cell
+from ..specs import VictimSpec
 
 DEFAULT_SEED = VictimSpec.__dataclass_fields__["seed"].default  # the seed every grid cell is planned with
 

@@ -29,15 +29,15 @@ from victims.atomic import atomic_path
 from victims.distributed import default_device
 from victims.recipes import build_model
 
-from .data import DatasetNotFoundError, ImageData
-from .grids import GRIDS, attack_spec
-from .poison_store import load_poison, poison_path
-from .records import read_records, results_root
-from .scales import get_scale
-from .specs import SCALES, VictimSpec
+from ..data import DatasetNotFoundError, ImageData
+from ..grids import GRIDS, attack_spec
+from ..jobs.poison_store import load_poison, poison_path
+from ..jobs.splits import load_split
+from ..jobs.victim import victim_checkpoint
+from ..records import read_records, results_root
+from ..scales import get_scale
+from ..specs import SCALES, VictimSpec
 from .tables import Table, build_tables, caption, is_current
-from .splits import load_split
-from .victim_job import victim_checkpoint
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .data import DATASETS, SPLITS, DatasetNotFoundError, describe
-from .data.catalog import locate
-from .paths import DATA_ENV, STORE_ENV, data_roots, store_root
+from ..data import DATASETS, SPLITS, DatasetNotFoundError, describe
+from ..data.catalog import locate
+from ..paths import DATA_ENV, STORE_ENV, data_roots, store_root
+from ..records import RESULTS_ENV, results_root
+from ..scales import get_scale
 from .plan import Plan
-from .records import RESULTS_ENV, results_root
-from .scales import get_scale
 
 
 def how_to_provide(name: str) -> str:
@@ -86,11 +86,15 @@ def missing_datasets(plan: Plan, data_root=None) -> list[str]:
     return missing
 
 
-def unwritable(folder: Path) -> str | None:
-    """Why `folder` cannot be written (made if absent), or None when a file can be made in it."""
-    probe = folder / f".bench-write-check-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+def unwritable(folder: Path, create: bool = True) -> str | None:
+    """Why `folder` cannot be written (made if absent), or None when a file can be made in it. With `create`
+    False (a dry run) nothing is made but a probe file, removed at once: an absent folder counts as writable
+    when its nearest existing parent is."""
+    existing = folder if create else next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    probe = existing / f".bench-write-check-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
@@ -98,9 +102,9 @@ def unwritable(folder: Path) -> str | None:
     return None
 
 
-
-def preflight(plan: Plan, *, data_root=None, store=None, results=None) -> None:
-    """SystemExit naming every problem (and the way out) when the plan's jobs could not run; nothing else."""
+def preflight(plan: Plan, *, data_root=None, store=None, results=None, create: bool = True) -> None:
+    """SystemExit naming every problem (and the way out) when the plan's jobs could not run; nothing else.
+    `create` False (a dry run): the same checks, without making the output folders."""
     problems = []
     missing = missing_datasets(plan, data_root)
     if missing:
@@ -109,7 +113,7 @@ def preflight(plan: Plan, *, data_root=None, store=None, results=None) -> None:
                         + "\n  ".join(missing))
     for folder, flag in ((results_root(results), f"--results DIR or set {RESULTS_ENV}"),
                          (store_root(store), f"--store DIR or set {STORE_ENV}")):
-        why = unwritable(folder)
+        why = unwritable(folder, create)
         if why:
             problems.append(f"the folder {folder} is not writable ({why}): pass {flag} to a writable folder")
     if problems:

@@ -10,10 +10,10 @@ from attacks.spec import AttackSpec
 
 from victims.distributed import default_device
 
+from ..records import environment, now, write_json_atomic
+from ..scales import get_scale
 from .poison_store import (attack_settings, clear_stale_workdir, load_poison, missing_import, poison_path,  # noqa: F401
                            poison_report)
-from .records import environment, now, write_json_atomic
-from .scales import get_scale
 from .splits import load_split
 
 

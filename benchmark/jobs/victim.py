@@ -13,17 +13,17 @@ from victims.augment import contrastive_augment, eval_transform, supervised_augm
 from victims.distributed import default_device, init_from_env, rank
 from victims.probe import classifier_accuracy, extract_features, knn_accuracy, linear_probe
 from victims.recipes import build_encoder, build_model
-from victims.train import TrainConfig, fit
+from victims.train import TrainConfig, fit, outcome_settings
 
 from attacks import Poison, PoisonError
 
-from .grids import attack_spec
-from .paths import store_root
-from .poison_job import make_poison
+from ..grids import attack_spec
+from ..paths import store_root
+from ..records import RECORD_FORMAT, environment, now, record_path, results_root, write_json_atomic
+from ..scales import Scale, get_scale
+from ..specs import CONTROL, EvalSpec, VictimSpec
+from .poison import make_poison
 from .poison_store import load_poison, made_with, poison_path, poison_report
-from .records import RECORD_FORMAT, environment, now, record_path, results_root, write_json_atomic
-from .scales import Scale, get_scale
-from .specs import CONTROL, EvalSpec, VictimSpec
 from .splits import describe, load_split
 
 
@@ -66,6 +66,13 @@ def victim_settings(spec: VictimSpec) -> dict:
     return json.loads(json.dumps(settings))
 
 
+def same_settings(recorded: dict, expected: dict) -> bool:
+    """A record's settings equal the expected ones, but for those that change no trained weight."""
+    def outcome(settings: dict) -> dict:
+        return {**settings, "train": outcome_settings(settings["train"])} if "train" in settings else settings
+    return outcome(recorded) == outcome(expected)
+
+
 def victim_checkpoint(key: str, poison_checksum: str | None = None, store=None) -> Path:
     """Where a victim's training checkpoint lives. The poison's checksum is in the name: a poison made again
     (a new budget, new code) restarts its victims' training instead of resuming from the old poison's."""
@@ -80,7 +87,7 @@ def stored_poison(spec: VictimSpec, store=None) -> Poison:
     if poison is None:
         raise PoisonError(f"the poison {spec.poison.attack} ({spec.poison.key[:12]}) that this victim trains on is "
                           f"not in the store {store_root(store)} (or is out of date): make it first "
-                          "(`bench run` makes it as its own job; in Python, benchmark.poison_job.make_poison) "
+                          "(`bench run` makes it as its own job; in Python, benchmark.jobs.poison.make_poison) "
                           "and pass it to run_victim")
     return poison
 

@@ -7,16 +7,15 @@ from attacks import ATTACKS
 from attacks.external import is_external
 from victims.algorithms import ALGORITHMS
 from victims.registry import UnknownNameError
-from victims.train import outcome_settings
 from attacks.spec import AttackSpec
 
-from .grids import Cell, grid_cells
-from .poison_store import load_poison
-from .records import read_record, record_path, results_root
-from .scales import get_scale
-from .seeds import with_seeds
-from .specs import CONTROL, VictimSpec
-from .victim_job import victim_settings
+from ..grids import Cell, grid_cells
+from ..jobs.poison_store import load_poison
+from ..jobs.seeds import with_seeds
+from ..jobs.victim import same_settings, victim_settings
+from ..records import read_record, record_path, results_root
+from ..scales import get_scale
+from ..specs import CONTROL, VictimSpec
 
 # Rough GPU hours per job at the paper scale on one A100-class GPU (for planning, not a measurement):
 # a ResNet-18 contrastive victim is 1000 epochs of CIFAR-10; CP-C is 1000 epochs of 20 + 20 batches;
@@ -94,13 +93,6 @@ class Plan:
 
     def paper_gpu_hours(self) -> float:
         return sum(j.gpu_hours for j in self.jobs)
-
-
-def same_settings(recorded: dict, expected: dict) -> bool:
-    """A record's settings equal the expected ones, but for those that change no trained weight."""
-    def outcome(settings: dict) -> dict:
-        return {**settings, "train": outcome_settings(settings["train"])} if "train" in settings else settings
-    return outcome(recorded) == outcome(expected)
 
 
 def victim_done(victim: VictimSpec, probes: tuple[str, ...], results, poison_checksum: str | None = None) -> bool:

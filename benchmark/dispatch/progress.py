@@ -10,9 +10,9 @@ import sys
 import time
 from typing import TextIO
 
+from ..jobs.poison_store import poison_report
+from ..records import read_record, record_path, results_root
 from .plan import Job, Plan
-from .poison_store import poison_report
-from .records import read_record, record_path, results_root
 
 
 def clock(seconds: float) -> str:

@@ -14,8 +14,8 @@ from attacks.spec import AttackSpec
 
 from victims.train import outcome_settings
 
-from .paths import store_root
-from .records import write_json_atomic
+from ..paths import store_root
+from ..records import write_json_atomic
 
 
 def poison_path(spec: AttackSpec, store=None) -> Path:

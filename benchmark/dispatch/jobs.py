@@ -22,11 +22,11 @@ class JobCall(submitit.helpers.Checkpointable):
 
         from victims.distributed import init_from_env, rank
 
-        from . import victim_job
-        from .poison_job import make_poison
-        from .poison_store import poison_report
+        from ..jobs import victim as victim_job
+        from ..jobs.poison import make_poison
+        from ..jobs.poison_store import poison_report
+        from ..specs import EvalSpec
         from .slurm_jobs import quiet_sacct_warnings
-        from .specs import EvalSpec
 
         if self.threads:
             torch.set_num_threads(self.threads)

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .paths import store_root
+from ..paths import store_root
+from ..records import write_json_atomic
 from .plan import Job
-from .records import write_json_atomic
 
 
 def ledger_dir(store, scale: str) -> Path:

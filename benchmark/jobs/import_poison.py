@@ -2,9 +2,10 @@
 
 The file is read without unpickling anything (NumPy with allow_pickle=False, safetensors, torch with
 weights_only=True, or a folder of images), interpreted against the clean split of the data set at the
-scale (its layout, units, per sample or per class, its order), checked (shape, finite values, the eps bound,
-the order) and only then stored where `poison_store.poison_path` looks for the poison of
-`external_spec(NAME, dataset, scale)`, with a small JSON report beside it. See docs/import.md.
+scale (its layout, units, per sample or per class, its order; at a scale that trains on a subset, a per-sample
+poison may cover the whole split, as most code releases them, and the subset's rows are kept), checked (shape,
+finite values, the eps bound, the order) and only then stored where `poison_store.poison_path` looks for the
+poison of `external_spec(NAME, dataset, scale)`, with a small JSON report beside it. See docs/import.md.
 """
 from __future__ import annotations
 
@@ -20,12 +21,12 @@ from attacks import Poison, PoisonError
 from attacks.external import external_spec
 from attacks.poison import eps_to_pixels
 
-from .data import ImageData
-from .data.layouts import IMAGE_SUFFIXES, _decode
+from ..data import ImageData
+from ..data.layouts import IMAGE_SUFFIXES, _decode
+from ..records import now, write_json_atomic
+from ..scales import get_scale
 from .poison_store import poison_path
-from .records import now, write_json_atomic
-from .scales import get_scale
-from .splits import load_split
+from .splits import load_split, whole_split_size
 
 UNITS = ("auto", "0-1", "0-255")
 CONTENTS = ("auto", "delta", "images")
@@ -35,8 +36,9 @@ IMAGE_KEYS = ("images", "poisoned", "poisoned_images")
 SIDE_KEYS = ("index", "labels")
 FORMATS = ".npy, .npz, .safetensors, .pt/.pth (tensors only), or a folder <class>/<image> of poisoned images"
 
-OTHER_SAMPLES = ("a poison over other samples (e.g. the full split where this scale takes a subset) needs their ids: "
-                 "add an 'index' array (positions in the full split) to an .npz or .safetensors")
+OTHER_SAMPLES = ("a poison over other samples, or in another order, than the split's (or, where this scale takes a "
+                 "subset, the whole split's in the data set's order) needs their ids: add an 'index' array "
+                 "(positions in the full split) to an .npz or .safetensors")
 
 
 class ImportPoisonError(ValueError):
@@ -222,13 +224,20 @@ def _pixels(a: np.ndarray, units: str) -> torch.Tensor:
     return x.to(torch.int32)
 
 
-def _align(source: Source, rows: int, data: ImageData) -> tuple[torch.Tensor, list[str]]:
-    """Positions in the array of the split's samples, in the split's order (ids matched where given)."""
+def _align(source: Source, rows: int, data: ImageData, whole: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Positions in the array of the split's samples, in the split's order (ids matched where given; `whole`: the
+    size of the whole split that the scale's subset is drawn from, whose rows in order cover it)."""
     notes = []
     if source.index is None:
-        if rows != len(data):
-            raise ImportPoisonError(f"{rows} rows do not match the split's {len(data)} samples; {OTHER_SAMPLES}")
-        return torch.arange(rows), notes
+        if rows == len(data):
+            return torch.arange(rows), notes
+        if whole is not None and rows == whole:
+            notes.append(f"the {rows:,} rows cover the whole split in the data set's order: kept the {len(data):,} "
+                         "rows of the samples this scale trains on (their positions in the split)")
+            return data.index.clone(), notes
+        whole_text = f" nor the whole split's {whole}" if whole is not None else ""
+        raise ImportPoisonError(f"{rows} rows do not match the split's {len(data)} samples{whole_text}; "
+                                f"{OTHER_SAMPLES}")
     ids = np.asarray(source.index)
     if ids.ndim != 1 or ids.shape[0] != rows or ids.dtype.kind not in "iu":
         raise ImportPoisonError(f"'index' must be integer sample ids, one per row ({rows}), got {ids.dtype} "
@@ -278,8 +287,9 @@ def _check_bound(delta: torch.Tensor, eps: float, content: str) -> None:
 
 
 def interpret(source: Source, data: ImageData, eps: float, *, units: str = "auto", content: str = "auto",
-              per: str = "auto") -> tuple[torch.Tensor, str, torch.Tensor, dict, list[str]]:
-    """(int delta in pixels, per, index, what was assumed, notes) for `source` on the clean split `data`."""
+              per: str = "auto", whole: int | None = None) -> tuple[torch.Tensor, str, torch.Tensor, dict, list[str]]:
+    """(int delta in pixels, per, index, what was assumed, notes) for `source` on the clean split `data`; `whole`:
+    the size of the whole split where `data` is a subset of it (a per-sample poison may then cover it all)."""
     a = source.array
     if a.dtype.kind not in "iuf":
         raise ImportPoisonError(f"the array's dtype {a.dtype} is not numeric")
@@ -289,13 +299,14 @@ def interpret(source: Source, data: ImageData, eps: float, *, units: str = "auto
     hw = tuple(data.images.shape[2:])
     n, c = len(data), data.num_classes
     expected = f"({n}, 3, {hw[0]}, {hw[1]}) or ({n}, {hw[0]}, {hw[1]}, 3) per sample" + \
+        (f" ({whole} for the whole split, in the data set's order)" if whole is not None else "") + \
         ("" if content == "images" else f", ({c}, 3, {hw[0]}, {hw[1]}) or ({c}, {hw[0]}, {hw[1]}, 3) per class")
     a, layout = _channels_first(a, hw, expected)
     rows = a.shape[0]
     if content == "images" or per == "sample":
         per = "sample"
     elif per == "auto":
-        if source.index is not None or (rows == n and rows != c):
+        if source.index is not None or (rows in (n, whole) and rows != c):
             per = "sample"
         elif rows == c and rows != n:
             per = "class"
@@ -311,9 +322,9 @@ def interpret(source: Source, data: ImageData, eps: float, *, units: str = "auto
     if per == "class":
         delta, index = _pixels(a, units), torch.arange(c)
     else:
-        take, notes = (torch.arange(rows), []) if source.aligned else _align(source, rows, data)
+        take, notes = (torch.arange(rows), []) if source.aligned else _align(source, rows, data, whole)
         _check_labels(source, take, data)
-        x = _pixels(a, units)[take]
+        x = _pixels(a[take.numpy()], units)  # the rows kept, in the split's order
         if content == "images":
             if x.numel() and (int(x.min()) < 0 or int(x.max()) > 255):
                 raise ImportPoisonError(f"poisoned images must lie in 0..255 (in {units} units), found "
@@ -340,7 +351,9 @@ def import_poison(name: str, path: str | os.PathLike, *, dataset: str, scale: st
     path = Path(path).expanduser().resolve()
     data = load_split(get_scale(scale), dataset, split, data_root=data_root, store=store)
     source = read_source(path, data, key)
-    delta, per, index, assumed, notes = interpret(source, data, eps, units=units, content=content, per=per)
+    whole = whole_split_size(get_scale(scale), dataset, split, data_root=data_root)
+    delta, per, index, assumed, notes = interpret(source, data, eps, units=units, content=content, per=per,
+                                                  whole=whole)
     poison = Poison.create(delta, per, eps, spec, index)
     target = poison_path(spec, store)
     if target.is_file() and not replace:

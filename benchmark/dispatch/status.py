@@ -18,13 +18,13 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from ..grids import grid_cells
+from ..jobs.seeds import mean_text
+from ..records import read_record, record_path, results_root
+from ..report.paper import paper_values
 from . import slurm_jobs
-from .grids import grid_cells
 from .ledger import read_ledger
-from .paper import paper_values
 from .plan import Job, Plan, make_plan
-from .records import read_record, record_path, results_root
-from .seeds import mean_text
 
 ACTIVE = ("running", "queued", "unknown")  # not submitted again: waited for, or depended on
 OUTDATED = ("finished earlier, but its output is gone or out of date (other settings, data, poison or probe "
@@ -190,7 +190,7 @@ def cells_command(grid: str, scale: str, results=None) -> int:
     """`bench cells`: a grid's cells with their state and our value beside the paper's, read as the tables read
     them: a record made with other settings, data or poison budget than the code's of now is `out of date`, and
     a cell measured with several seeds shows their mean and spread."""
-    from .tables import RecordCache, cell_metric
+    from ..report.tables import RecordCache, cell_metric
 
     results = results_root(results)
     cache, rows = RecordCache(results, scale), []

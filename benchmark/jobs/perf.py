@@ -17,8 +17,8 @@ from victims.normalization import normalization_for
 from victims.recipes import build_model
 from victims.train import Trainer
 
-from .data import ImageData, load_dataset
-from .scales import get_scale
+from ..data import ImageData, load_dataset
+from ..scales import get_scale
 from .splits import load_split
 
 

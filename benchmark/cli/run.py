@@ -6,19 +6,19 @@ import argparse
 
 from tabulate import tabulate
 
-from .plan import Plan
+from ..dispatch.plan import Plan
 
 
 def run_grid(args: argparse.Namespace) -> int:
     """Plan a grid's jobs, skip the done ones, check data and folders, submit the rest (--dry-run: print)."""
     from attacks.external import is_external
 
-    from .dispatch import DispatchOptions, default_parallel, dispatch
-    from .grids import distinct_jobs, grid_cells
-    from .plan import Job, make_plan, missing_imports
-    from .poison_store import missing_import
-    from .preflight import preflight
-    from .seeds import with_seeds
+    from ..dispatch.dispatch import DispatchOptions, default_parallel, dispatch
+    from ..dispatch.plan import Job, make_plan, missing_imports
+    from ..dispatch.preflight import preflight
+    from ..grids import distinct_jobs, grid_cells
+    from ..jobs.poison_store import missing_import
+    from ..jobs.seeds import with_seeds
 
     seeds = getattr(args, "seeds", None)
     plan = make_plan(args.grid, args.scale, results=args.results, store=args.store, rows=args.rows,
@@ -39,22 +39,25 @@ def run_grid(args: argparse.Namespace) -> int:
         print(f"  not imported: {spec.attack} for {spec.dataset} (run `bench import-poison` first)")
     slurm_params = None
     if args.cluster == "slurm":
-        from .slurm import slurm_parameters
+        from ..dispatch.slurm_settings import slurm_parameters
 
         slurm_params = slurm_parameters(args)
     if args.dry_run:
         print_dry_run(plan, slurm_params)
         print(f"estimate at the paper scale: {paper_hours:,.0f} GPU hours for these cells' {len(paper_poisons)} "
-              f"poisons and {len(paper_victims)} victims (rough, one A100-class GPU; table in benchmark/plan.py)")
-        return 0
+              f"poisons and {len(paper_victims)} victims (rough, one A100-class GPU; table in "
+              "benchmark/dispatch/plan.py)")
+    # the checks of a real run, on a dry run too (which creates no folder): it fails as the run would
     if missing:
         raise SystemExit("bench run: nothing submitted: " + "; ".join(missing_import(m, args.store) for m in missing))
-    preflight(plan, data_root=args.data_root, store=args.store, results=args.results)
+    preflight(plan, data_root=args.data_root, store=args.store, results=args.results, create=not args.dry_run)
+    if args.dry_run:
+        return 0
     parallel = args.parallel or default_parallel(args.cluster)
     options = DispatchOptions(args.cluster, parallel=parallel, gpus_per_job=args.gpus_per_job,
                               threads=args.threads)
     if args.cluster == "slurm":
-        from .slurm import check_controller, check_submission
+        from ..dispatch.slurm_settings import check_controller, check_submission
 
         check_controller()
         options.max_time_min = check_submission(slurm_params)
@@ -75,7 +78,7 @@ def print_dry_run(plan: Plan, slurm_params: dict | None) -> None:
              next((d.name for d in plan.jobs if d.key == j.depends_on), "-"), ",".join(j.probes) or "-"]
             for j in plan.jobs]
     if slurm_params is not None:
-        from .slurm import job_request
+        from ..dispatch.slurm_settings import job_request
 
         columns += ["time (min)", "mem (GB)"]
         for row, job in zip(rows, plan.jobs):
@@ -93,7 +96,7 @@ def print_dry_run(plan: Plan, slurm_params: dict | None) -> None:
 
 def print_left(plan: Plan, store) -> None:
     """Each job not done after a run, with its state and why."""
-    from .status import job_status
+    from ..dispatch.status import job_status
 
     left = [(job, job_status(job, plan, store)) for job in plan.jobs if job.key not in plan.done]
     for job, status in left:

@@ -1,6 +1,6 @@
 """The published claims (results/claims/<scale>.json) as a Markdown table: what the README shows.
 
-Rendering only: the verdicts and numbers come from `benchmark.claims`, which reads the records.
+Rendering only: the verdicts and numbers come from `benchmark.report.claims`, which reads the records.
 """
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .records import results_root
-from .specs import SCALES
-from .tables import FORMATS, METRICS
+from ..records import results_root
+from ..report.tables import FORMATS, METRICS
+from ..specs import SCALES
 
 LEADERBOARD_FORMATS = ("md", "html", "json")
 
@@ -15,8 +15,8 @@ def cmd_tables(args: argparse.Namespace) -> int:
     """Print the grid's table(s) in --format, and write nothing. With --write (or --out DIR), also regenerate
     the files: every table's <grid>.md, .tex and .csv and summary.csv, all together (default folder:
     <results>/tables/<scale>/)."""
-    from .grids import GRIDS
-    from .tables import build_tables, render, write_tables
+    from ..grids import GRIDS
+    from ..report.tables import build_tables, render, write_tables
 
     GRIDS.get(args.grid)  # an unknown grid lists the valid ones
     results = results_root(args.results)
@@ -34,7 +34,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Print the leaderboard in --format (Markdown, HTML or JSON) and write <results>/leaderboard.md, .html and
     .json."""
-    from .leaderboard import build_leaderboard, render_html, render_json, render_markdown, write_leaderboard
+    from ..report.leaderboard import build_leaderboard, render_html, render_json, render_markdown, write_leaderboard
 
     results = results_root(args.results)
     lb = build_leaderboard(results, args.scale, args.metric)
@@ -46,7 +46,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    """Options of both commands (added per parser: cli.py already passes `parents` to add_parser)."""
+    """Options of both commands (added per parser: cli/main.py already passes `parents` to add_parser)."""
     p.add_argument("--scale", default="mini", choices=SCALES)
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
     p.add_argument("--metric", default="probe_best", choices=METRICS,
