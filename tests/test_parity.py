@@ -85,8 +85,8 @@ def test_fixed_views_agree_between_both_ways_of_calling():
 
 
 def test_torch1_clamp_passes_the_gradient_at_the_bounds():
-    """The reference side's clamp (refside.torch1_clamp), run in a subprocess as the harness runs it."""
-    code = ("import torch; from benchmark.parity.refside import torch1_clamp; torch1_clamp(); "
+    """The reference side's clamp (theirs.torch1_clamp), run in a subprocess as the harness runs it."""
+    code = ("import torch; from benchmark.parity.theirs import torch1_clamp; torch1_clamp(); "
             "d = torch.tensor([1.0, -1.0, 0.5, 1.5, -2.0], requires_grad=True); y = torch.clamp(d, -1.0, 1.0); "
             "y.sum().backward(); z = d.clamp(-1.0, 1.0); "
             "print(y.tolist(), d.grad.tolist(), z.tolist())")
@@ -190,7 +190,7 @@ def _record(folder, name, attack, algorithm, seed, probe, *, poison_algorithm=No
 
 def test_parity_table_pairs_each_trainer_with_its_own_clean_victim(tmp_path):
     from benchmark.parity.report import damage, load_rows, table
-    from benchmark.seeds import Measurement
+    from benchmark.jobs.seeds import Measurement
 
     ours, parity = tmp_path / "ours", tmp_path / "parity"
     _record(ours, "u", "none", "untrained", 1112, 20.0)

@@ -34,7 +34,7 @@ def augment_gap(reference: Reference, *, images: int = 256, draws: int = 32, see
                 store=None) -> dict:
     """Cosines and sign agreements of the mean perturbation gradients (theirs vs ours, and each side's floor),
     with the encoder and class-wise delta of their CP-C (SimCLR) run at the mini settings."""
-    from ..splits import load_split
+    from ..jobs.splits import load_split
     from ..scales import get_scale
 
     ckpt = workdir_for("ref-cp-c-simclr", store) / "checkpoint.pt"

@@ -68,7 +68,7 @@ TOLERANCE = {"loss": (1e-5, 1e-9), "grad": (1e-5, 1e-9), "delta_grad": (1e-5, 1e
              "lr": (1e-12, 0.0), "losses": (1e-5, 1e-9)}
 DELTA_MISMATCH = 0.0  # no entry of a delta after a turn may be half a step or more from theirs
 # entries whose gradient is zero on one side only: none (the fixtures keep every poisoned pixel inside (0, 1),
-# and the reference side has torch 1.x's clamp gradient at the eps bound, see refside.torch1_clamp)
+# and the reference side has torch 1.x's clamp gradient at the eps bound, see theirs.torch1_clamp)
 BOUNDARY_SHARE = 0.0
 
 
