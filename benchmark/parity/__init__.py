@@ -3,7 +3,8 @@ submodule): their functions run beside ours on the same inputs, step by step (go
 and end to end at the mini scale (records under results/parity/). docs/parity.md has the commands and the
 verdict.
 
-The reference is never copied here: `reference.locate` checks a checkout a user names, and `refside` runs
-its code in a subprocess (its own `kornia` is the patched kornia-pil) adapted from outside its files to a CPU
-and one process. May import victims/ and attacks/ (ours), and the rest of benchmark/ below the CLI.
+The reference is never copied here: `reference.locate` checks a checkout a user names, `theirs` loads its code
+(its own `kornia` is the patched kornia-pil) adapted from outside its files to a CPU, and `refside` runs it in
+a subprocess. May import jobs/, report/, the model of cells (specs, scales, grids, records, paths), attacks/
+and victims/; never dispatch/ or cli/ (the CLI imports it).
 """

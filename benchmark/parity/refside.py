@@ -1,4 +1,6 @@
-"""The authors' code, run in this process on a CPU: `python -m benchmark.parity.refside TASK WORKDIR REF`.
+"""The authors' code, run in this process on a CPU: `python -m benchmark.parity.refside TASK WORKDIR REF`
+(tasks: their CP loop, their victim loop, the augmentation gap, and the step-level cases of steps_ref).
+`theirs` does the loading and the adaptations below.
 
 Adapted from outside its files only (nothing of theirs is copied or edited):
 - our modules are imported first (with the installed kornia), then every `kornia` module is dropped from
@@ -10,6 +12,8 @@ Adapted from outside its files only (nothing of theirs is copied or edited):
   no-op (their MoCo batch shuffle moves its permutation to the GPU);
 - a gloo process group of world size 1 stands for their 4-process NCCL launch, and their DDP wrapper is
   kept (their loop reaches the model through `.module`);
+- `torch.clamp` and `Tensor.clamp` get back the gradient torch 1.x gave at their bounds (`theirs.torch1_clamp`,
+  docs/parity.md: without it their perturbation freezes at the eps bound on a current torch);
 - their ResNet builder is handed our network (`model_dict[arch]`) where a scale narrower than theirs is
   compared, and their BYOL constructor gets the scale's head sizes and momentum.
 The task reads `WORKDIR/task.json` (+ tensors in `WORKDIR/inputs.pt`) and writes `WORKDIR/outputs.pt`.
