@@ -117,7 +117,9 @@ def reference_poison(reference: Reference, attack: str, algorithm: str, *, warmu
     summary = {"name": f"ext:{tag}", "attack": attack, "algorithm": algorithm, "task": task,
                "checksum": imported.poison.checksum, "released_eps_pixels": eps_px,
                "released_levels": levels, "history": out["history"],
-               "seconds": round(time.perf_counter() - started, 1), "reference": reference.describe()}
+               "seconds": round(time.perf_counter() - started, 1),  # this call (a resumed run: its remainder)
+               "epoch_seconds": round(sum(e.get("seconds", 0.0) for e in out["history"]), 1),
+               "reference": reference.describe()}
     write_json_atomic(workdir / "summary.json", summary)
     return summary
 

@@ -37,7 +37,7 @@ Rows = theirs.Rows
 
 def run_cp(workdir: Path, task: dict) -> None:
     """Their CP main loop (main_worker's epochs over train_contrastive_poisoning), checkpointed every epoch;
-    `release_epoch`'s delta is saved as `delta.pt`. `warmup_steps` > 0 adds a linear warm-up of the encoder's
+    at `release_epoch` the delta and the images it releases are saved in `outputs.pt`. `warmup_steps` > 0 adds a linear warm-up of the encoder's
     learning rate from 0.01 over that many steps (our mini MoCo v2 attacker's; theirs has none)."""
     from torchvision import transforms
 
