@@ -111,21 +111,17 @@ def run_case(case: dict, data: dict, state: dict) -> dict[str, torch.Tensor]:
     m = model.module
     out: dict[str, torch.Tensor] = {}
     first = slice(0, F.BATCH)
-    if case["kind"] == "loss_grad":  # the encoder's turn: one forward and backward in train mode
-        model.train()
-        util.set_model_backbone_grad(opt.cl_alg, model, flag=True)
-        m.delta.requires_grad = False
+    if case["kind"] in ("loss_grad", "delta_grad"):  # one forward and backward of a turn, as their loop sets it
+        encoder_turn = case["kind"] == "loss_grad"  # train mode, gradient to the encoder; else eval, to delta
+        model.train(encoder_turn)
+        util.set_model_backbone_grad(opt.cl_alg, model, flag=encoder_turn)
+        m.delta.requires_grad = not encoder_turn
         loss = loss_of(opt, model(images[first], index[first], labels=labels[first]), criterion)
         loss.backward()
         out["loss"] = loss.detach().reshape(1)
+    if case["kind"] == "loss_grad":
         out.update({f"grad.{k}": p.grad.detach().clone() for k, p in m.named_parameters() if p.grad is not None})
-    elif case["kind"] == "delta_grad":  # the perturbation's turn: eval mode, gradient to delta
-        model.eval()
-        util.set_model_backbone_grad(opt.cl_alg, model, flag=False)
-        m.delta.requires_grad = True
-        loss = loss_of(opt, model(images[first], index[first], labels=labels[first]), criterion)
-        loss.backward()
-        out["loss"] = loss.detach().reshape(1)
+    elif case["kind"] == "delta_grad":
         out["delta_grad"] = m.delta.grad.detach().clone()
     elif case["kind"] == "turn":  # their train_contrastive_poisoning, `epochs` epochs of the schedule
         optim = main.set_optimizer(opt, model)
