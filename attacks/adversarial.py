@@ -25,6 +25,7 @@ from victims.augment import eval_transform, supervised_augment, to_float
 from victims.train import fit, mix_seed, save_checkpoint
 
 from .base import Attack, check_inputs, rng_devices
+from .budgets import budget_table
 from .poison import Poison, eps_to_pixels
 from .registry import register_attack
 from .spec import AttackSpec
@@ -42,7 +43,7 @@ _BUDGET: dict[str, dict[str, Any]] = {
     "mini": {**_AP, "step_size": 0.1, "pgd_steps": 40, "restarts": 1, "batch_size": 256, "surrogate_epochs": 15},
     "smoke": {**_AP, "step_size": 0.25, "pgd_steps": 5, "restarts": 2, "batch_size": 64, "surrogate_epochs": 10},
 }
-BUDGETS = {scale: {"ap-t": b, "ap-u": b} for scale, b in _BUDGET.items()}
+BUDGETS = budget_table({scale: {"ap-t": b, "ap-u": b} for scale, b in _BUDGET.items()})
 assert all(set(b) == set(_BUDGET["paper"]) for b in _BUDGET.values())
 
 

@@ -27,6 +27,7 @@ from victims.recipes import build_model, model_settings
 from victims.train import TrainConfig, Trainer, load_checkpoint, mix_seed, save_checkpoint
 
 from .base import Attack, AttackParamError, check_inputs, frozen, rng_devices
+from .budgets import budget_table, per_algorithm_table
 from .delta_store import DeltaStore
 from .poison import Poison, eps_to_pixels
 from .registry import register_attack
@@ -36,7 +37,7 @@ from .spec import AttackSpec
 # paper: REFERENCE.md section 2. mini: 10,000 CIFAR-10 images on 2 CPU cores, chosen from the budget curve
 # (docs/evidence.md, "The budget curve"); its CP-S starts from uniform noise, not from CP-C (a departure
 # listed in docs/fidelity.md). smoke: seconds on generated data.
-BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
+BUDGETS: dict[str, dict[str, dict[str, Any]]] = budget_table({
     "paper": {
         "cp-c": {"epochs": 1000, "model_step": 20, "noise_step": 20, "num_steps": 1, "step_size": 0.1},
         "cp-s": {"epochs": 200, "model_step": 0, "noise_step": 0, "num_steps": 5, "step_size": 0.1,
@@ -52,7 +53,7 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         "cp-s": {"epochs": 2, "model_step": 0, "noise_step": 0, "num_steps": 2, "step_size": 0.1,
                  "init": "cp-c"},
     },
-}
+})
 # The official per-algorithm settings, at every scale (main.py): CP-S for BYOL takes 1 PGD step of 0.02;
 # the SimCLR CP-S poison released is the epoch-160 checkpoint of a 200-epoch schedule (0.8 of it).
 PER_ALGORITHM: dict[tuple[str, str], dict[str, Any]] = {
@@ -64,10 +65,10 @@ PER_ALGORITHM: dict[tuple[str, str], dict[str, Any]] = {
 # (docs/evidence.md, "The MoCo v2 attacker"), so its poison would be made by a constant network; a linear
 # warm-up over ~120 encoder steps, as the victims' 3 epochs, keeps it learning (CP-C's epochs have 10
 # encoder steps, CP-S's 39).
-SCALE_PER_ALGORITHM: dict[tuple[str, str, str], dict[str, Any]] = {
+SCALE_PER_ALGORITHM: dict[tuple[str, str, str], dict[str, Any]] = per_algorithm_table({
     ("mini", "cp-c", "moco"): {"warmup_epochs": 12},
     ("mini", "cp-s", "moco"): {"warmup_epochs": 3},
-}
+})
 # seconds between checkpoints (and one at the end); a requeued job loses at most this much work
 SAVE_EVERY_S = float(os.environ.get("BENCH_CHECKPOINT_EVERY_S", 60))
 # dual_branch: MoCo's key branch carries the gradient to the views (official --allow_mmt_grad).

@@ -34,6 +34,7 @@ from victims.recipes import build_model
 from victims.train import TrainConfig, Trainer, load_checkpoint, mix_seed, save_checkpoint
 
 from .base import Attack, AttackParamError, check_inputs, frozen, params, rng_devices
+from .budgets import budget_table
 from .poison import Poison, eps_to_pixels
 from .registry import register_attack
 from .spec import AttackSpec
@@ -45,7 +46,7 @@ STATE_FILE = "state.pt"  # the crafting progress under the workdir
 # PGD steps per round); a cap of 10 rounds. smoke: seconds on the synthetic data.
 _UE = {"eps": 8 / 255, "step_size": 0.8 / 255, "train_steps": 10, "batch_size": 512, "lr": 0.1, "grad_clip": 5.0,
        "normalize_input": False}
-BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
+BUDGETS: dict[str, dict[str, dict[str, Any]]] = budget_table({
     "paper": {
         "ue-s": {**_UE, "pgd_steps": 20, "stop_error": 0.01, "max_rounds": 100},
         "ue-c": {**_UE, "pgd_steps": 1, "stop_error": 0.1, "max_rounds": 100, "subset": 0.2},
@@ -58,7 +59,7 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         "ue-s": {**_UE, "batch_size": 64, "pgd_steps": 5, "stop_error": 0.01, "max_rounds": 2},
         "ue-c": {**_UE, "batch_size": 64, "pgd_steps": 1, "stop_error": 0.1, "max_rounds": 2, "subset": 0.5},
     },
-}
+})
 assert all(set(b) == set(BUDGETS["paper"][a]) for budgets in BUDGETS.values() for a, b in budgets.items())
 INTS = ("pgd_steps", "train_steps", "batch_size", "max_rounds", "restarts", "surrogate_epochs")
 

@@ -6,9 +6,11 @@ Only settings change between scales, never the cells. `paper` holds the official
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
 
+from attacks import budgets as attack_budgets
 from victims.algorithms import ALGORITHMS
-from victims.recipes import MODELS, stem_for
+from victims.recipes import MODELS, ModelSettings, stem_for
 from victims.train import TrainConfig
 from victims.probe import ProbeConfig
 from victims.registry import UnknownNameError
@@ -26,6 +28,7 @@ class DataSource:
     train_per_class: int | None = None  # class-balanced training subset (None: all)
     test_per_class: int | None = None
     synthetic_classes: int = 10
+    classes: int | None = None  # only the first `classes` classes of the source (None: all)
 
     @property
     def stem(self) -> str:
@@ -69,7 +72,8 @@ class Scale:
     def describe_data(self, dataset: str) -> str:
         """E.g. 'ImageNet-100 -> imagenette (64 px, 100/class)' for captions and records."""
         s = self.source(dataset)
-        parts = [f"{s.input_size} px"] + ([f"{s.train_per_class}/class"] if s.train_per_class else [])
+        parts = [f"{s.input_size} px"] + ([f"{s.train_per_class}/class"] if s.train_per_class else []) + \
+            ([f"first {s.classes} classes"] if s.classes else [])
         return f"{dataset} -> {s.dataset} ({', '.join(parts)})" if s.dataset != dataset else \
             f"{dataset} ({', '.join(parts)})"
 
@@ -111,6 +115,34 @@ SMOKE = Scale(
 
 SCALE_TABLE = {s.name: s for s in (SMOKE, MINI, PAPER)}
 assert tuple(sorted(SCALE_TABLE)) == tuple(sorted(SCALES))
+
+
+def register_scale(scale: Scale, models: ModelSettings, *, like: str,
+                   attack_budgets_over: Mapping[str, Mapping[str, Any]] | None = None) -> Scale:
+    """Add a scale: its data and victims' settings (`scale`), the networks both victims and attackers build
+    (`models`, victims/recipes.py), and every built-in attack's budget copied from scale `like` with
+    `attack_budgets_over` (attack -> parameters) over it. A name taken raises ValueError; a bad budget
+    override raises AttackParamError before anything is registered. Records name the scale, so a registered
+    scale's records never mix with another's."""
+    if scale.name in SCALE_TABLE or scale.name in MODELS:
+        raise ValueError(f"scale {scale.name!r} exists already; scales: {sorted(SCALE_TABLE)}")
+    get_scale(like)
+    attack_budgets.add_scale(scale.name, like, attack_budgets_over)
+    MODELS[scale.name] = models
+    SCALE_TABLE[scale.name] = scale
+    SCALES.append(scale.name)
+    return scale
+
+
+def unregister_scale(name: str) -> None:
+    """Withdraw a registered scale (the built-in three stay)."""
+    if name in ("smoke", "mini", "paper"):
+        raise ValueError(f"the built-in scale {name!r} cannot be withdrawn")
+    attack_budgets.remove_scale(name)
+    MODELS.pop(name, None)
+    SCALE_TABLE.pop(name, None)
+    if name in SCALES:
+        SCALES.remove(name)
 
 
 def get_scale(name: str) -> Scale:

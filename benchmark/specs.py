@@ -14,7 +14,7 @@ from victims.registry import UnknownNameError
 
 from .data import DATASETS
 
-SCALES = ("smoke", "mini", "paper")
+SCALES = ["smoke", "mini", "paper"]  # grows with benchmark.scales.register_scale (argparse choices see it)
 CONTROL = "untrained"  # the victim "algorithm" of the control row: random weights, probed the same way
 
 

@@ -10,8 +10,8 @@ REPO = Path(__file__).resolve().parent.parent
 LAYERS = ("benchmark", "attacks", "victims")  # each may import only those after it
 PACKAGES = tuple(p for p in ("benchmark", "defenses", "attacks", "victims") if (REPO / p).is_dir())
 # benchmark/'s rooms, top to bottom (rank): a module imports its own room's or a lower room's (the model: the
-# modules at benchmark/ and data/); dispatch/ and parity/ share a rank and do not import each other
-ROOMS = {"cli": 0, "dispatch": 1, "parity": 1, "report": 2, "jobs": 3}
+# modules at benchmark/ and data/); dispatch/, parity/ and pilots/ share a rank and do not import each other
+ROOMS = {"cli": 0, "dispatch": 1, "parity": 1, "pilots": 1, "report": 2, "jobs": 3}
 MODEL = 4
 
 

@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..parity.cli import add_parity_command
 
     add_parity_command(sub)
+    from ..pilots.cli import add_pilot_command
+
+    add_pilot_command(sub)
     return parser
 
 

@@ -65,3 +65,14 @@ def balanced_subset(data: ImageData, per_class: int, seed: int = 0) -> ImageData
         members = torch.nonzero(data.labels == c).flatten()
         chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
     return data.subset(torch.cat(chosen).sort().values)
+
+
+def first_classes(data: ImageData, classes: int) -> ImageData:
+    """Only the samples of the first `classes` classes (labels 0 .. classes - 1), in split order."""
+    if not 1 <= classes <= data.num_classes:
+        raise ValueError(f"{data.name}/{data.split}: cannot keep the first {classes} of {data.num_classes} classes")
+    if classes == data.num_classes:
+        return data
+    kept = data.subset(torch.nonzero(data.labels < classes).flatten())
+    kept.classes = data.classes[:classes]
+    return kept

@@ -1,7 +1,7 @@
 """The data a job trains or probes on: the split standing for a data set at a scale."""
 from __future__ import annotations
 
-from ..data import ImageData, load_dataset
+from ..data import ImageData, first_classes, load_dataset
 from ..data import describe as describe_on_disk
 from ..scales import Scale
 
@@ -11,9 +11,11 @@ def load_split(scale: Scale, dataset: str, split: str, *, data_root=None, store=
     source = scale.source(dataset)
     per_class = source.train_per_class if split == "train" else source.test_per_class
     if source.dataset == "synthetic":
-        return load_dataset("synthetic", split, per_class=per_class, image_size=source.input_size)
-    return load_dataset(source.dataset, split, data_root=data_root, store=store, image_size=source.image_size,
-                        per_class=per_class)
+        data = load_dataset("synthetic", split, per_class=per_class, image_size=source.input_size)
+    else:
+        data = load_dataset(source.dataset, split, data_root=data_root, store=store, image_size=source.image_size,
+                            per_class=per_class)
+    return data if source.classes is None else first_classes(data, source.classes)
 
 
 def whole_split_size(scale: Scale, dataset: str, split: str, *, data_root=None) -> int | None:
