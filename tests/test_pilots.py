@@ -194,3 +194,16 @@ def test_the_table_renders_what_is_missing_as_a_dash():
                                                            "victim_minutes": 12.0, "diagnostics": None}}}])
     assert "| p | width=0.25 | d | 50.0 / 30.0 (20.0) | - | 0.25 | - |" in row
     assert "8 + 12" in row
+
+
+def test_the_mini_pilot_is_a_view_of_the_mini_scales_own_records(tmp_path: Path):
+    from benchmark.pilots.run import PilotRun
+
+    run = PilotRun(PILOTS["mini"], results=tmp_path, store=tmp_path / "store",
+                   mini_results=Path(__file__).resolve().parents[1] / "results")
+    assert run.scale.name == "mini" and "mini" in SCALES and "pilot-mini" not in SCALES
+    summary = run.summary()  # the committed mini records: nothing trained
+    assert summary["untrained"] == pytest.approx(26.5, abs=0.1)
+    assert summary["clean"] == pytest.approx(46.9, abs=0.1)  # seed 1112's clean SimCLR victim
+    assert summary["attacks"]["cp-s"]["damage"] == pytest.approx(0.34, abs=0.01)
+    assert summary["attacks"]["cp-c"]["damage"] < 0

@@ -51,7 +51,8 @@ def cmd_pilot(args: argparse.Namespace) -> int:
         return 2
     from .run import PilotRun
 
-    run = PilotRun(config, results=results, store=args.store, data_root=args.data_root, device=args.device)
+    run = PilotRun(config, results=results, store=args.store, data_root=args.data_root, device=args.device,
+                   mini_results=args.mini_results)
     summary = run.run(tuple(args.stages))
     print(f"pilot {config.name} ({summary['data']}): clean {summary['clean']}, floor {summary['untrained']}; "
           + "; ".join(f"{a} damage {e['damage']}" for a, e in summary["attacks"].items())
@@ -73,6 +74,8 @@ def add_pilot_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stages", nargs="+", default=list(DEFAULT_STAGES), choices=STAGES,
                    help=f"run: which stages (default: {' '.join(DEFAULT_STAGES)})")
     p.add_argument("--results", metavar="DIR", default=str(RESULTS), help="pilot records and summaries")
+    p.add_argument("--mini-results", metavar="DIR", default="results", help="run mini: the mini scale's results "
+                   "folder, whose records the mini pilot reads (and adds to)")
     p.add_argument("--figures", metavar="DIR", default="results/figures", help="table: where the figure goes")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_pilot)

@@ -4,7 +4,8 @@ then the shortcut diagnostics (diagnose.py). Everything resumes: a poison or vic
 (the store's poisons and checkpoints, the records under `<results>/records/pilot-<name>/`).
 
 Records of pilots live under their own results folder (default results/pilots/), apart from the evidence
-records; the summary of a pilot is `<results>/<name>.json`.
+records; the summary of a pilot is `<results>/<name>.json`. The `mini` pilot (no changes) is the mini scale
+itself: its records are the mini scale's own (results/records/mini/), reused where current.
 """
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from ..jobs.poison import make_poison
 from ..jobs.poison_store import poison_report
 from ..jobs.splits import load_split
 from ..jobs.victim import run_victim
-from ..records import now, read_record, record_path, write_json_atomic
+from ..records import now, read_record, record_path, results_root, write_json_atomic
 from ..report.leaderboard import damage
-from ..report.tables import cell_metric
+from ..report.tables import cell_metric, is_current
 from ..specs import CONTROL, VictimSpec
 from . import diagnose
 from .config import PilotConfig, pilot_scale
@@ -64,8 +65,10 @@ class PilotRun:
     """One pilot's stages against a store and a results folder."""
 
     def __init__(self, config: PilotConfig, *, results: Path, store=None, data_root=None, device="cpu",
-                 progress: bool = True, log: Callable[[str], None] = print):
+                 progress: bool = True, log: Callable[[str], None] = print, mini_results: Path | None = None):
         self.config, self.results, self.store, self.data_root = config, Path(results), store, data_root
+        # where its victims' records are: the pilot's own folder, or for the mini pilot the mini scale's records
+        self.records = Path(mini_results or results_root()) if config.is_mini else self.results
         self.device, self.progress, self.log = torch.device(device), progress, log
         self.scale = pilot_scale(config)
 
@@ -74,7 +77,9 @@ class PilotRun:
         return self.results / f"{self.config.name}.json"
 
     def record(self, spec: VictimSpec) -> dict | None:
-        return read_record(record_path(self.results, spec.scale, spec.key))
+        """The victim's record where it was made with the settings of now (else None: it is made again)."""
+        record = read_record(record_path(self.records, spec.scale, spec.key))
+        return record if record is not None and is_current(record) else None
 
     def victim(self, spec: VictimSpec) -> dict:
         existing = self.record(spec)
@@ -84,7 +89,7 @@ class PilotRun:
                              progress=self.progress) if spec.poison is not None else None
         started = time.perf_counter()
         record = run_victim(spec, poison=poison, data_root=self.data_root, store=self.store,
-                            results=self.results, device=self.device, progress=self.progress)
+                            results=self.records, device=self.device, progress=self.progress)
         self.log(f"[{self.config.name}] {spec.algorithm} on {spec.attack}: probe "
                  f"{cell_metric(record, DATASET):.2f} ({time.perf_counter() - started:.0f} s)")
         return record
@@ -120,7 +125,9 @@ class PilotRun:
             return None
         data = load_split(self.scale, DATASET, "train", data_root=self.data_root, store=self.store)
         attacker = diagnose.attacker_losses(spec, poison, data, store=self.store) if attack != "random" else None
-        return {"attacker_loss": attacker,
+        return {"poison": poison.checksum[:12],
+                "victim_trained_on_it": poison.checksum == (record.get("poison") or {}).get("checksum"),
+                "attacker_loss": attacker,
                 "victim_loss": diagnose.victim_losses(record, poison, data, store=self.store),
                 "separability": diagnose.augmented_separability(poison, data, dataset=DATASET)}
 
