@@ -1,4 +1,4 @@
-"""`bench plugins`: what the registries hold (attacks, algorithms, architectures), where each came from
+"""`bench plugins`: what the registries hold (attacks, algorithms, architectures, defenses), where each came from
 (built-in or the plugin's distribution and version), and the plugins that failed to load."""
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from attacks import ATTACKS
+from defenses import DEFENSES
 from victims.algorithms import ALGORITHMS
 from victims.architectures import ARCHITECTURES
 from victims.plugins import GROUPS, PluginFailure, PluginWarning
 from victims.registry import Registry
 
-REGISTRIES: dict[str, Registry] = {"attack": ATTACKS, "algorithm": ALGORITHMS, "architecture": ARCHITECTURES}
+REGISTRIES: dict[str, Registry] = {"attack": ATTACKS, "algorithm": ALGORITHMS, "architecture": ARCHITECTURES,
+                                   "defense": DEFENSES}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from attacks.spec import AttackSpec, canonical_key
+from defenses import DEFENSES, DefenseSpec
 from victims.algorithms import ALGORITHMS
 from victims.architectures import ARCHITECTURES
 from victims.registry import UnknownNameError
@@ -31,7 +32,9 @@ def check_dataset(name: str) -> None:
 @dataclass(frozen=True)
 class VictimSpec:
     """A victim run: its algorithm (or the `untrained` control) and architecture, trained on `dataset`
-    as poisoned by `poison`, with the scale's settings and `seed`."""
+    as poisoned by `poison` (on a `poison_ratio` share of it, a seeded class-balanced subset; the rest
+    clean), with `defense` applied, the scale's settings and `seed`. The defaults (no defense, the whole set
+    poisoned) are left out of the key, so records made before these fields keep theirs."""
 
     algorithm: str
     arch: str = "resnet18"
@@ -39,8 +42,19 @@ class VictimSpec:
     poison: AttackSpec | None = None
     scale: str = "mini"
     seed: int = 1112
+    defense: DefenseSpec | None = None
+    poison_ratio: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.defense is not None:
+            DEFENSES.get(self.defense.name)().params(self.defense, self.scale)  # unknown or out of range: raise
+            if self.algorithm == CONTROL and not self.defense.is_none:
+                raise ValueError("the untrained control is not trained: it has nothing to defend")
+        if isinstance(self.poison_ratio, bool) or not isinstance(self.poison_ratio, (int, float)) or \
+                not 0 < self.poison_ratio <= 1:
+            raise ValueError(f"poison_ratio must be in (0, 1], not {self.poison_ratio!r}")
+        if self.poison_ratio != 1 and (self.poison is None or self.poison.is_clean):
+            raise ValueError("poison_ratio is the poisoned share of the training set: it needs a poison")
         _check_scale(self.scale)
         check_dataset(self.dataset)
         if self.algorithm != CONTROL:
@@ -55,7 +69,23 @@ class VictimSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["poison"] = None if self.poison is None or self.poison.is_clean else self.poison.to_dict()
+        if self.defense is None or self.defense.is_none:
+            del d["defense"]
+        if self.poison_ratio == 1:
+            del d["poison_ratio"]
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VictimSpec":
+        """The spec a record's `victim` holds (its poison and defense as specs)."""
+        d = dict(d)
+        d["poison"] = AttackSpec.from_dict(d["poison"]) if d.get("poison") else None
+        d["defense"] = DefenseSpec.from_dict(d["defense"]) if d.get("defense") else None
+        return cls(**d)
+
+    @property
+    def defense_name(self) -> str:
+        return "none" if self.defense is None else self.defense.name
 
     @property
     def key(self) -> str:

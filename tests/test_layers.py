@@ -136,3 +136,14 @@ def unresolved_imports() -> list[str]:
 
 def test_every_import_of_a_project_module_names_one_that_exists():
     assert unresolved_imports() == []
+
+
+def test_defenses_import_only_victims():
+    """DESIGN.md: defenses/ may import victims/; it never imports attacks/ or benchmark/, nor they it but
+    benchmark/ (attacks and defenses are siblings above victims)."""
+    graph = import_graph(PACKAGES)
+    wrong = [(a, b) for a, targets in graph.items() for b in targets
+             if (a.startswith("defenses") and b.split(".")[0] in ("attacks", "benchmark"))
+             or (a.split(".")[0] in ("attacks", "victims") and b.startswith("defenses"))]
+    assert wrong == []
+    assert any(b.startswith("defenses") for a, ts in graph.items() if a.startswith("benchmark") for b in ts)

@@ -1,5 +1,5 @@
-"""Third-party plugins: Python entry points of the groups `cp_bench.attacks`, `cp_bench.algorithms` and
-`cp_bench.architectures`, loaded lazily by the registry that owns the group (`Registry.plugins_from`).
+"""Third-party plugins: Python entry points of the groups `cp_bench.attacks`, `cp_bench.algorithms`,
+`cp_bench.architectures` and `cp_bench.defenses`, loaded lazily by the registry that owns the group (`Registry.plugins_from`).
 
 An entry point's value is a module (importing it registers what it defines, with the usual decorators) or an
 object (`pkg.mod:MyAttack`), registered under the entry point's name. A plugin that fails to load (raises on
@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 BUILT_IN = "built-in"
 GROUPS: dict[str, str] = {"attack": "cp_bench.attacks", "algorithm": "cp_bench.algorithms",
-                          "architecture": "cp_bench.architectures"}
+                          "architecture": "cp_bench.architectures", "defense": "cp_bench.defenses"}
 
 
 class PluginRegistry(Protocol):

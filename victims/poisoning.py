@@ -9,10 +9,12 @@ import torch
 @dataclass
 class Perturbation:
     """An integer perturbation in pixel units: per sample (N, 3, H, W), aligned with the images by
-    position, or per class (C, 3, H, W), indexed by label."""
+    position, or per class (C, 3, H, W), indexed by label. With `mask` (bool (N,), by position) only the
+    images it marks are perturbed (partial poisoning); the others stay clean."""
 
     delta: torch.Tensor  # int8 or int16
     per: str  # "sample" or "class"
+    mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.per not in ("sample", "class"):
@@ -21,7 +23,21 @@ class Perturbation:
             raise TypeError("a perturbation is integer pixel units; quantise it first")
 
     def rows(self, positions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.delta[positions if self.per == "sample" else labels]
+        rows = self.delta[positions if self.per == "sample" else labels]
+        if self.mask is None:
+            return rows
+        keep = self.mask.to(rows.device)[positions.to(rows.device)]
+        return rows * keep.view(-1, 1, 1, 1).to(rows.dtype)
+
+
+def balanced_mask(labels: torch.Tensor, ratio: float, seed: int) -> torch.Tensor:
+    """A seeded class-balanced choice of round(ratio * n_c) samples of each class c (bool, by position)."""
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    generator = torch.Generator().manual_seed(seed)
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        mask[members[torch.randperm(len(members), generator=generator)[:round(ratio * len(members))]]] = True
+    return mask
 
 
 def apply_delta(images: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,9 @@ from .distributed import all_reduce_mean, convert_batchnorm, is_distributed, ran
 from .losses import alignment, uniformity
 from .poisoning import Perturbation, apply_delta
 
+# A training-time defense's hook (defenses/): (algorithm, views, labels) -> the views to train on, same shapes.
+ViewHook = Callable[[nn.Module, list[torch.Tensor], torch.Tensor], list[torch.Tensor]]
+
 
 @dataclass
 class TrainConfig:
@@ -106,8 +109,9 @@ class Trainer:
     """Owns the model (DDP-wrapped when distributed), its optimiser and the step counter."""
 
     def __init__(self, algorithm: Algorithm, config: TrainConfig, augment: nn.Module, device: torch.device | str,
-                 steps_per_epoch: int = 1):
+                 steps_per_epoch: int = 1, view_hook: ViewHook | None = None):
         self.config, self.device = config, torch.device(device)
+        self.view_hook = view_hook  # a training-time defense: the views each step trains on (e.g. adversarial)
         self.algorithm = algorithm.to(self.device)
         if config.channels_last:
             self.algorithm.to(memory_format=torch.channels_last)
@@ -148,7 +152,10 @@ class Trainer:
     def train_step(self, images: torch.Tensor, labels: torch.Tensor, salt: int | None = None) -> float:
         """One optimiser step on a local batch (uint8, or float in [0, 1]); returns the global mean loss."""
         x = to_float(images.to(self.device, non_blocking=True))
-        return self.step_on_views(self.views(x, self.step_count if salt is None else salt), labels)
+        views = self.views(x, self.step_count if salt is None else salt)
+        if self.view_hook is not None:
+            views = self.view_hook(self.algorithm, views, labels.to(self.device))
+        return self.step_on_views(views, labels)
 
     def step_on_views(self, views: list[torch.Tensor], labels: torch.Tensor) -> float:
         """One optimiser step on views already made (by `views`); returns the global mean loss."""
@@ -205,7 +212,8 @@ def embedding_stats(algorithm: Algorithm, trainer: Trainer, images: torch.Tensor
 def fit(algorithm: Algorithm, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, augment: nn.Module,
         *, device: torch.device | str = "cpu", perturbation: Perturbation | None = None,
         checkpoint: Path | None = None, progress: bool = True,
-        on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+        on_epoch_end: Callable[[int, dict], None] | None = None,
+        view_hook: ViewHook | None = None) -> TrainResult:
     """Train `algorithm` on uint8 `images` (N, 3, H, W), applying `perturbation` batch by batch.
 
     Each epoch visits a permutation drawn from (seed, epoch), in global batches (the last partial batch
@@ -218,7 +226,7 @@ def fit(algorithm: Algorithm, images: torch.Tensor, labels: torch.Tensor, config
     steps = n // config.batch_size
     if steps == 0:
         raise ValueError(f"{n} training images are fewer than one batch of {config.batch_size}")
-    trainer = Trainer(algorithm, config, augment, device, steps_per_epoch=steps)
+    trainer = Trainer(algorithm, config, augment, device, steps_per_epoch=steps, view_hook=view_hook)
     device = trainer.device
     on_device = device.type == "cpu" or images.numel() < 8 * 2**30
     data = images.to(device) if on_device else images

@@ -29,9 +29,52 @@ def cmd_victim(args: argparse.Namespace) -> int:
     """Train and evaluate one victim, write its record, print its metrics."""
     from ..jobs.victim import victim_command
 
+    from defenses import DEFENSES
+
+    try:  # bad defense input or ratio: refused before any poison is made or victim trained
+        defense = defense_spec(args)
+        if defense is not None:
+            DEFENSES.get(defense.name)().params(defense, args.scale)
+        if not 0 < args.poison_ratio <= 1:
+            raise ValueError(f"--poison-ratio must be in (0, 1], not {args.poison_ratio}")
+        if args.poison_ratio != 1 and args.attack == "none":
+            raise ValueError("--poison-ratio is the poisoned share of the training set: it needs --attack")
+    except ValueError as err:
+        print(f"bench victim: {err}", file=sys.stderr)
+        return 2
     return victim_command(args.algorithm, args.arch, args.dataset, attack=args.attack, scale=args.scale,
                           seed=args.seed, eval_datasets=args.eval, data_root=args.data_root, store=args.store,
-                          results=args.results, device=args.device)
+                          results=args.results, device=args.device, defense=defense, poison_ratio=args.poison_ratio)
+
+
+def defense_spec(args: argparse.Namespace):
+    """`--defense NAME --defense-param key=value ...` as a DefenseSpec (None without --defense)."""
+    from defenses import DefenseSpec
+
+    if args.defense is None:
+        if args.defense_param:
+            raise ValueError("--defense-param needs --defense NAME")
+        return None
+    params = {}
+    for item in args.defense_param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--defense-param {item!r}: expected key=value (e.g. quality=10)")
+        params[key] = parse_number(value)
+    return DefenseSpec(args.defense, params)
+
+
+def parse_number(text: str) -> int | float | str:
+    """`10` -> 10, `0.5` or `8/255` -> float, anything else stays text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    try:
+        return parse_eps(text)
+    except argparse.ArgumentTypeError:
+        return text
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
@@ -163,6 +206,12 @@ def _add_job_parsers(sub: argparse._SubParsersAction) -> None:
                         "with MoCo (default: made with the victim's algorithm); ext:NAME = a poison imported "
                         "with `bench import-poison`")
     p.add_argument("--eval", nargs="*", metavar="DATASET", help="data sets to probe (default: the training set)")
+    p.add_argument("--defense", metavar="NAME", help="what the victim does against a poison (`bench plugins` lists "
+                   "the defenses; docs/defenses.md); default: none")
+    p.add_argument("--defense-param", action="append", metavar="KEY=VALUE",
+                   help="a defense parameter over its scale's default, e.g. quality=30 (repeatable)")
+    p.add_argument("--poison-ratio", type=float, default=1.0, metavar="R",
+                   help="poison only this share of the training set (a seeded class-balanced subset; default 1)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--results", metavar="DIR", help="results folder (default: $BENCH_RESULTS or ./results)")
     p.set_defaults(func=cmd_victim)

@@ -21,8 +21,10 @@ from ..grids import attack_spec
 from ..paths import store_root
 from ..records import RECORD_FORMAT, environment, now, record_path, results_root, write_json_atomic
 from ..scales import Scale, get_scale
-from ..specs import CONTROL, EvalSpec, VictimSpec
+from ..specs import CONTROL, DefenseSpec, EvalSpec, VictimSpec
 from .poison import make_poison
+from .defended import defended_images, partial, training_hook
+from .defended import resolve as resolve_defense
 from .poison_store import load_poison, made_with, poison_path, poison_report
 from .splits import describe, load_split
 
@@ -63,6 +65,9 @@ def victim_settings(spec: VictimSpec) -> dict:
     if spec.algorithm != CONTROL:
         settings.update(train=asdict(victim_train_config(spec)),
                         algorithm=scale.algorithm_settings.get(spec.algorithm, {}))
+        defense = resolve_defense(spec)
+        if defense is not None:  # the parameters it ran with (its scale's defaults included)
+            settings["defense"] = defense[1]
     return json.loads(json.dumps(settings))
 
 
@@ -111,15 +116,27 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, poison: P
         if poison.spec_key != spec.poison.key:
             raise PoisonError(f"run_victim was given the poison of {poison.spec.get('attack')}, not the one its "
                               f"spec names ({spec.poison.attack}, {spec.poison.key[:12]})")
-        perturbation = poison.perturbation_for(train.index)
+        perturbation = partial(poison.perturbation_for(train.index), spec, train)
         poison_info = {"key": spec.poison.key, "checksum": poison.checksum, "per": poison.per,
                        "eps": poison.eps, "file": poison_path(spec.poison, store).name}
+        if spec.poison_ratio != 1:
+            poison_info.update(ratio=spec.poison_ratio, poisoned_images=int(perturbation.mask.sum()))
         report = poison_report(spec.poison, store) or {}
         poison_info.update(made_with(spec.poison, store))  # a reader can tell a poison of another budget
         if report.get("external"):  # an imported poison: the record keeps which file it came from
             poison_info.update(external=True, source_sha256=report.get("source", {}).get("sha256"))
     settings = victim_settings(spec)  # first: an unknown algorithm's error names add_recipe
     history, resumed, train_s = [], 0, 0.0
+    images, view_hook, defense_info = train.images, None, None
+    defense = resolve_defense(spec)
+    if defense is not None and spec.algorithm != CONTROL:
+        if defense[0].acts_on == "data":  # the released images transformed once (cached); trained on as they are
+            images, defense_info = defended_images(spec, *defense, train, perturbation,
+                                                   poison_info and poison_info["checksum"], store=store,
+                                                   progress=progress)
+            perturbation = None
+        else:
+            view_hook, defense_info = training_hook(spec, *defense)
     algorithm = None
     torch.manual_seed(spec.seed)  # the weights are drawn from the global RNG, seeded here (as records were made)
     if spec.algorithm == CONTROL:
@@ -132,8 +149,8 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, poison: P
         augment = (supervised_augment if spec.algorithm == "supervised" else contrastive_augment)(
             source.input_size, spec.dataset)
         checkpoint = victim_checkpoint(spec.key, poison_info and poison_info["checksum"], store)
-        result = fit(algorithm, train.images, train.labels, config, augment, device=device,
-                     perturbation=perturbation, checkpoint=checkpoint, progress=progress)
+        result = fit(algorithm, images, train.labels, config, augment, device=device,
+                     perturbation=perturbation, checkpoint=checkpoint, progress=progress, view_hook=view_hook)
         history, resumed, train_s = result.history, result.resumed_from_epoch, result.wall_s
         encoder = algorithm.encoder
     if rank() != 0:
@@ -148,6 +165,7 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, poison: P
             device=device)
     record = {"format": RECORD_FORMAT, "kind": "victim", "key": spec.key, "scale": spec.scale,
               "victim": spec.to_dict(), "attack": spec.attack, "poison": poison_info,
+              **({"defense": defense_info} if defense_info else {}),
               "eval": list(eval_spec.datasets),
               "data": {"train": describe(train), "stands_for": scale.describe_data(spec.dataset),
                        "probed": data_used},
@@ -164,12 +182,14 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, poison: P
 
 def victim_command(algorithm: str, arch: str, dataset: str, *, attack: str = "none", scale: str = "smoke",
                    seed: int = 1112, eval_datasets: list[str] | None = None, data_root=None, store=None,
-                   results=None, device=None) -> int:
+                   results=None, device=None, defense: DefenseSpec | None = None, poison_ratio: float = 1.0) -> int:
     """`bench victim`: train and evaluate one victim (on the poison of `attack`, made with ResNet-18 as in the
-    paper, or reused when stored), write its record, print its metrics (on rank 0)."""
+    paper, or reused when stored; on a `poison_ratio` share of the data; with `defense`), write its record,
+    print its metrics (on rank 0)."""
     init_from_env()  # several processes when launched by torchrun (or submitit with --gpus-per-job)
     poison = attack_spec(attack, dataset, algorithm, scale)
-    spec = VictimSpec(algorithm, arch, dataset, poison, scale=scale, seed=seed)
+    spec = VictimSpec(algorithm, arch, dataset, poison, scale=scale, seed=seed, defense=defense,
+                      poison_ratio=poison_ratio)
     eval_spec = EvalSpec(tuple(eval_datasets or [dataset]))
     made = make_poison(poison, data_root=data_root, store=store, device=device) \
         if poison is not None and not poison.is_clean else None
@@ -179,7 +199,9 @@ def victim_command(algorithm: str, arch: str, dataset: str, *, attack: str = "no
         return 0
     rows = [[name, f"{m['probe_best']:.2f}", f"{m['probe_final']:.2f}", f"{m['knn']:.2f}",
              f"{m['test_accuracy']:.2f}" if "test_accuracy" in m else "-"] for name, m in record["metrics"].items()]
-    print(f"{algorithm} / {arch} on {record['data']['train']} [{scale}]; "
+    extra = "".join([f", {poison_ratio:g} of it poisoned" if poison_ratio != 1 else "",
+                     f", defense {defense.label}" if defense is not None and not defense.is_none else ""])
+    print(f"{algorithm} / {arch} on {record['data']['train']}{extra} [{scale}]; "
           f"train {record['timing']['train_s']} s, total {record['timing']['total_s']} s")
     print(tabulate(rows, headers=["probed", "probe best", "probe final", "kNN", "test acc"]))
     return 0

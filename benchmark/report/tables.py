@@ -17,7 +17,6 @@ from tabulate import DataRow, Line, TableFormat, tabulate
 
 from attacks import ATTACKS
 from attacks.external import is_external
-from attacks.spec import AttackSpec
 from victims.atomic import write_text_atomic
 
 from ..grids import GRIDS, Cell, grid_cells
@@ -96,9 +95,7 @@ def is_current(record: dict) -> bool:
     from ..scales import get_scale
 
     try:
-        fields = dict(record["victim"])
-        poison = fields.get("poison")
-        spec = VictimSpec(**{**fields, "poison": AttackSpec.from_dict(poison) if poison else None})
+        spec = VictimSpec.from_dict(record["victim"])
         expected = victim_settings(spec)
         described = get_scale(spec.scale).describe_data(spec.dataset)
         # its poison made with another budget (or from another CP-C) is out of date too
