@@ -18,6 +18,8 @@ from attacks.spec import AttackSpec
 from victims.algorithms import contrastive_algorithms
 from victims.registry import Registry
 
+from defenses import DEFENSES, DefenseSpec
+
 from .specs import CONTROL, VictimSpec
 
 ARCH_COLUMNS = ("vgg19", "resnet18", "resnet50", "densenet121", "mobilenetv2")
@@ -60,10 +62,14 @@ def attack_spec(row: str, dataset: str, victim_algorithm: str, scale: str, arch:
 
 
 def victim_cell(grid: str, row: str, column: str, *, algorithm: str, dataset: str, scale: str,
-                arch: str = "resnet18", probe: str | None = None) -> Cell:
+                arch: str = "resnet18", probe: str | None = None, defense: str = "none",
+                poison_ratio: float = 1.0) -> Cell:
     victim_algorithm = CONTROL if row == CONTROL else algorithm
     poison = attack_spec(row, dataset, algorithm, scale)
-    return Cell(grid, row, column, VictimSpec(victim_algorithm, arch, dataset, poison, scale), probe or dataset)
+    return Cell(grid, row, column, VictimSpec(victim_algorithm, arch, dataset, poison, scale,
+                                              defense=None if defense == "none" else DefenseSpec(defense),
+                                              poison_ratio=poison_ratio if poison is not None else 1.0),
+                probe or dataset)
 
 
 GRIDS: Registry[Callable[[str], list[Cell]]] = Registry("grid")
@@ -115,6 +121,41 @@ def motivation(scale: str) -> list[Cell]:
     return [victim_cell("motivation", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
             for row in ("none", "ap-t", *registered_rows("motivation"), CONTROL)
             for victim in ("supervised", *contrastive_algorithms())]
+
+
+def surrogate_row(name: str, algorithm: str = "simclr") -> str:
+    """An attack's row where the victim may be supervised: a contrastive-surrogate attack made with `algorithm`
+    (`cp-s@simclr`), any other by its name."""
+    return f"{name}@{algorithm}" if name in ATTACKS and ATTACKS.get(name).surrogate == "contrastive" else name
+
+
+DEFENSE_VICTIMS = ("simclr", "supervised")
+DEFENSE_ROWS = ("none", "random", "cp-s", "cp-c", "ue-s", "ap-t")
+
+
+@GRIDS.register("defenses")
+def defenses(scale: str) -> list[Cell]:
+    """Every registered defense (`none` included: the undefended cells, shared with the other tables) against
+    each attack, on SimCLR and the supervised victim; column `victim/defense` (e.g. `simclr/jpeg`). The
+    `none` row is what the defense costs a clean victim (docs/defenses.md)."""
+    rows = [surrogate_row(r) for r in dict.fromkeys([*DEFENSE_ROWS, *registered_rows("defenses")])]
+    return [victim_cell("defenses", row, f"{victim}/{defense}", algorithm=victim, dataset="cifar10", scale=scale,
+                        defense=defense)
+            for row in rows for victim in DEFENSE_VICTIMS for defense in DEFENSES.names()]
+
+
+RATIOS = (0.2, 0.5, 0.8, 1.0)
+RATIO_ROWS = ("cp-s", "cp-c", "ue-s", "ap-t")
+
+
+@GRIDS.register("ratio")
+def ratio(scale: str) -> list[Cell]:
+    """Partial poisoning: only a share of the training set poisoned (a seeded class-balanced subset); column
+    `victim/ratio` (e.g. `simclr/0.5`); the 1.0 column is the whole-set cell of the other tables."""
+    rows = [surrogate_row(r) for r in dict.fromkeys([*RATIO_ROWS, *registered_rows("ratio")])]
+    return [victim_cell("ratio", row, f"{victim}/{r:g}", algorithm=victim, dataset="cifar10", scale=scale,
+                        poison_ratio=r)
+            for row in rows for victim in DEFENSE_VICTIMS for r in RATIOS]
 
 
 @GRIDS.register("all")

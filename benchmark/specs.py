@@ -5,7 +5,7 @@ A spec's key is the sha256 of its canonical JSON; jobs, poisons and records are 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from attacks.spec import AttackSpec, canonical_key
 from defenses import DEFENSES, DefenseSpec
@@ -82,6 +82,14 @@ class VictimSpec:
         d["poison"] = AttackSpec.from_dict(d["poison"]) if d.get("poison") else None
         d["defense"] = DefenseSpec.from_dict(d["defense"]) if d.get("defense") else None
         return cls(**d)
+
+    def clean(self) -> "VictimSpec":
+        """The same victim (its defense included) on clean data: the reference of its damage."""
+        return replace(self, poison=None, poison_ratio=1.0)
+
+    def control(self) -> "VictimSpec":
+        """The untrained control of this victim: same architecture, data set, scale and seed, random weights."""
+        return replace(self, algorithm=CONTROL, poison=None, defense=None, poison_ratio=1.0)
 
     @property
     def defense_name(self) -> str:

@@ -69,6 +69,9 @@ class AdversarialTraining(Defense):
         in_range(p, "steps", 1, 1000, integer=True)
         in_range(p, "step_size", 0, 1, low_open=True)
 
+    def cost_factor(self, p: dict[str, Any]) -> float:
+        return float(int(p["steps"]) + 1)
+
     def view_hook(self, p: dict[str, Any], *, seed: int = 0, dataset: str = "cifar10") -> ViewHook:
         mean, std = (torch.tensor(v, dtype=torch.float32) for v in normalization_for(dataset))
         generator = torch.Generator().manual_seed(seed)

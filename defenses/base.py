@@ -47,6 +47,10 @@ class Defense(ABC):
     def check(self, p: dict[str, Any]) -> None:
         """Raise DefenseParamError for a value out of range."""
 
+    def cost_factor(self, p: dict[str, Any]) -> float:
+        """The victim's training cost with this defense, relative to without (for the plan's estimate)."""
+        return 1.0
+
     def transform(self, images: torch.Tensor, p: dict[str, Any], *, seed: int = 0) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> uint8 (N, 3, H, W): the images the victim trains on (data defenses)."""
         raise NotImplementedError(f"{self.name} acts on {self.acts_on}, not on the data")

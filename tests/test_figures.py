@@ -74,6 +74,8 @@ def assert_images(folder: Path, name: str) -> None:
 
 
 def paper_csv(grid: str) -> dict[tuple[str, str], float]:
+    if not (PAPER_DIR / f"{grid}.csv").is_file():  # a grid the paper has no table of (ratio; defenses: see docs)
+        return {}
     with open(PAPER_DIR / f"{grid}.csv", newline="") as f:
         return {(r["row"], r["column"]): float(r["value"]) for r in csv.DictReader(f)}
 
@@ -83,7 +85,8 @@ def test_bars_hold_the_paper_values_and_ours(built: Context, tmp_path: Path) -> 
     for table in build_tables("all", SCALE, built.results):
         fig, values[table.grid] = bars_figure(table)
         paper = paper_csv(table.grid)
-        assert paper and {k: p for k, (_, p) in values[table.grid].items() if p is not None} == paper
+        assert paper or table.grid in ("defenses", "ratio")
+        assert {k: p for k, (_, p) in values[table.grid].items() if p is not None} == paper
         if table.grid == "motivation":  # the command test writes every one
             save_figure(fig, tmp_path, "bars_motivation")
             assert_images(tmp_path, "bars_motivation")

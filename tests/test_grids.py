@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.grids import GRIDS, distinct_jobs, grid_cells
+from defenses import DEFENSES
 from benchmark.report.paper import paper_values
 from victims.registry import UnknownNameError
 
@@ -15,7 +16,7 @@ TABLES = ["effectiveness", "downstream", "architectures", "transfer_supervised",
 
 
 def test_grid_names_and_unknown_grid():
-    assert GRIDS.names() == TABLES + ["all"]
+    assert GRIDS.names() == TABLES + ["defenses", "ratio", "all"]
     with pytest.raises(UnknownNameError, match="valid grids: effectiveness, downstream"):
         grid_cells("table9", "mini")
 
@@ -52,13 +53,16 @@ def test_the_same_experiment_in_several_tables_is_one_job():
     cells = grid_cells("all", "mini")
     _, victims = distinct_jobs(cells)
     clean_simclr = {c.victim.key for c in cells if c.row == "none" and c.victim.algorithm == "simclr"
-                    and c.victim.dataset == "cifar10" and c.victim.arch == "resnet18"}
-    assert len(clean_simclr) == 1  # effectiveness, downstream (x3 probes), architectures, motivation
+                    and c.victim.dataset == "cifar10" and c.victim.arch == "resnet18" and c.victim.defense is None}
+    assert len(clean_simclr) == 1  # effectiveness, downstream (x3 probes), architectures, motivation, defenses
     cps = [c for c in cells if c.victim.poison is not None and c.victim.poison.attack == "cp-s"
            and c.victim.dataset == "cifar10" and c.victim.algorithm == "simclr" and c.victim.arch == "resnet18"
            and c.victim.poison.algorithm == "simclr"]
-    assert {c.grid for c in cps} == {"effectiveness", "downstream", "architectures", "transfer_algorithms"}
-    assert len({c.victim.key for c in cps}) == 1
+    undefended = [c for c in cps if c.victim.defense is None and c.victim.poison_ratio == 1]
+    assert {c.grid for c in undefended} == {"effectiveness", "downstream", "architectures", "transfer_algorithms",
+                                            "defenses", "ratio"}  # the defense `none` and ratio 1.0 columns
+    assert len({c.victim.key for c in undefended}) == 1
+    assert len({c.victim.key for c in cps}) == len(DEFENSES.names()) + 3  # each defense; ratios 0.2, 0.5, 0.8
     assert len(victims) < len(cells)
     assert grid_cells("effectiveness", "mini")[0].victim.key != grid_cells("effectiveness", "smoke")[0].victim.key
 
@@ -80,3 +84,25 @@ def test_paper_csvs_reproduce_every_number_of_the_reference():
         reference = [v for row in tables[grid] for v in row]
         ours = list(paper_values(grid).values())  # CSV order: rows, then columns, as in the paper
         assert ours == reference, grid
+
+
+def test_the_defenses_grid_crosses_every_defense_with_each_attack_on_simclr_and_supervised():
+    cells = {(c.row, c.column): c for c in grid_cells("defenses", "mini")}
+    rows = {r for r, _ in cells}
+    assert rows == {"none", "random", "cp-s@simclr", "cp-c@simclr", "ue-s", "ap-t"}
+    assert {col for _, col in cells} == {f"{v}/{d}" for v in ("simclr", "supervised") for d in DEFENSES.names()}
+    jpeg = cells[("cp-s@simclr", "supervised/jpeg")].victim
+    assert (jpeg.algorithm, jpeg.defense.name, jpeg.poison.attack, jpeg.poison.algorithm) == \
+        ("supervised", "jpeg", "cp-s", "simclr")
+    assert cells[("none", "simclr/grayscale")].victim.poison is None  # what the defense costs a clean victim
+    by_key = {(c.grid, c.row, c.column): c for c in grid_cells("all", "mini")}
+    assert cells[("cp-c@simclr", "simclr/none")].victim.key == \
+        by_key[("transfer_algorithms", "cp-c@simclr", "simclr")].victim.key  # undefended: the same record
+
+
+def test_the_ratio_grid_poisons_a_share_and_its_whole_column_is_the_other_tables_cell():
+    cells = {(c.row, c.column): c for c in grid_cells("ratio", "mini")}
+    assert {col for _, col in cells} == {f"{v}/{r}" for v in ("simclr", "supervised") for r in ("0.2", "0.5", "0.8", "1")}
+    assert cells[("ue-s", "simclr/0.5")].victim.poison_ratio == 0.5
+    by_key = {(c.grid, c.row, c.column): c for c in grid_cells("all", "mini")}
+    assert cells[("ue-s", "supervised/1")].victim.key == by_key[("transfer_supervised", "ue-s", "supervised")].victim.key

@@ -188,7 +188,8 @@ def test_rendered_tables_equal_the_expected_files(results, tmp_path, capsys):
     check_expected("summary.csv", (out / "summary.csv").read_text())
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{g}.{e}" for g in ("effectiveness", "downstream", "architectures", "transfer_supervised",
-                               "transfer_algorithms", "motivation") for e in ("md", "tex", "csv")] + ["summary.csv"])
+                               "transfer_algorithms", "motivation", "defenses", "ratio")
+         for e in ("md", "tex", "csv")] + ["summary.csv"])
 
 
 def test_tables_command_prints_and_writes_under_results(results, capsys):

@@ -15,6 +15,8 @@ from ..jobs.seeds import with_seeds
 from ..jobs.victim import same_settings, victim_settings
 from ..records import read_record, record_path, results_root
 from ..scales import get_scale
+from defenses import DEFENSES
+
 from ..specs import CONTROL, VictimSpec
 
 # Rough GPU hours per job at the paper scale on one A100-class GPU (for planning, not a measurement):
@@ -48,7 +50,10 @@ class Job:
         if self.kind == "poison":
             return f"poison-{self.attack.attack}-{self.attack.algorithm or 'na'}-{self.attack.dataset}-{self.key[:8]}"
         attack = self.victim.attack if self.victim.poison is None else self.victim.poison.attack
-        return f"victim-{self.victim.algorithm}-{self.victim.arch}-{self.victim.dataset}-{attack}-{self.key[:8]}"
+        extra = (f"-{self.victim.defense_name}" if self.victim.defense_name != "none" else "") + \
+            (f"-r{self.victim.poison_ratio:g}" if self.victim.poison_ratio != 1 else "")
+        return (f"victim-{self.victim.algorithm}-{self.victim.arch}-{self.victim.dataset}-{attack}{extra}"
+                f"-{self.key[:8]}")
 
     @property
     def gpu_hours(self) -> float:
@@ -59,6 +64,9 @@ class Job:
             return hours * DATASET_FACTOR.get(self.attack.dataset, 1.0)
         algorithm = self.victim.algorithm
         hours = CONTROL_GPU_HOURS if algorithm == CONTROL else ALGORITHMS.get(algorithm).gpu_hours
+        if self.victim.defense is not None:  # e.g. adversarial training: (steps + 1) passes per step
+            defense = DEFENSES.get(self.victim.defense.name)()
+            hours *= defense.cost_factor(defense.params(self.victim.defense, self.victim.scale))
         return hours * ARCH_FACTOR.get(self.victim.arch, 1.0) * DATASET_FACTOR.get(self.victim.dataset, 1.0)
 
     @property

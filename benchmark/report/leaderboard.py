@@ -207,6 +207,11 @@ def attack_label(victim: VictimSpec) -> str:
     return f"{poison.attack}@{poison.algorithm}" if poison.algorithm not in (None, "supervised") else poison.attack
 
 
+def undefended(victim: VictimSpec) -> bool:
+    """The victim trains on the whole poisoned set with no defense: the cells the ranking is made of."""
+    return victim.defense_name == "none" and victim.poison_ratio == 1
+
+
 def build_leaderboard(results: Path, scale: str, metric: str = "probe_best") -> Leaderboard:
     """Every attack cell of every grid (imported poisons' rows included), deduplicated, with its clean and
     untrained references, plus each attack's panel victims where the grids lack them (recorded by
@@ -220,8 +225,7 @@ def build_leaderboard(results: Path, scale: str, metric: str = "probe_best") -> 
             paper.setdefault((c.victim.key, c.probe), value)
 
     def entry(attack: str, spec: VictimSpec, probe: str) -> Entry:
-        clean = replace(spec, poison=None)
-        untrained = replace(spec, algorithm=CONTROL, poison=None)
+        clean, untrained = spec.clean(), spec.control()
         m = cache.measure(spec, probe, metric)
         record = cache.first_record(spec, m)
         return Entry(attack, Victim(spec.algorithm, spec.arch, spec.dataset, probe), m.mean,
@@ -232,7 +236,7 @@ def build_leaderboard(results: Path, scale: str, metric: str = "probe_best") -> 
 
     entries, seen = [], set()
     for c in cells:
-        if c.row in NOT_ATTACKS or (c.victim.key, c.probe) in seen:
+        if c.row in NOT_ATTACKS or (c.victim.key, c.probe) in seen or not undefended(c.victim):
             continue
         seen.add((c.victim.key, c.probe))
         entries.append(entry(attack_label(c.victim), c.victim, c.probe))

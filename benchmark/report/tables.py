@@ -160,8 +160,7 @@ def table_cells(grid: str, scale: str, extra_rows: list[str] | tuple[str, ...] =
         first: dict[str, Cell] = {}
         for c in cells:
             first.setdefault(c.column, c)
-        cells += [replace(c, row=CONTROL, victim=replace(c.victim, algorithm=CONTROL, poison=None))
-                  for c in first.values()]
+        cells += [replace(c, row=CONTROL, victim=c.victim.control()) for c in first.values()]
     return [c for c in cells if c.row != CONTROL] + [c for c in cells if c.row == CONTROL]
 
 
