@@ -502,3 +502,32 @@ def test_a_record_made_with_settings_the_code_no_longer_uses_is_not_shown(tmp_pa
     record["settings"]["train"]["lr"] = 0.25
     (folder / source.name).write_text(json.dumps(record))
     assert shown() is None
+
+
+def test_the_best_defense_decides_the_robust_ranking(panel_results):
+    """ue-s left SimCLR at 70.0 (its worst case, damage 0.20 with ap-t's); grayscale brings SimCLR back to 79.0
+    and JPEG its supervised victim to 90.0: after the best defense, ue-s's worst case is its MoCo victim's."""
+    cells = {(c.grid, c.row, c.column): c for c in grid_cells("all", SCALE)}
+    for column, value in (("simclr/grayscale", 79.0), ("simclr/jpeg", 75.0), ("supervised/jpeg", 90.0)):
+        victim = cells[("defenses", "ue-s", column)].victim
+        metrics = (value, value, value, value) if victim.algorithm == "supervised" else (value, value, value)
+        write_json_atomic(record_path(panel_results, SCALE, victim.key), make_record(victim, {"cifar10": metrics}))
+    lb = build_leaderboard(panel_results, SCALE)
+    ue = next(s for _, s in lb.robust_standings() if s.attack == "ue-s")
+    by_victim = {e.victim.algorithm: e for e in ue.entries}
+    assert by_victim["simclr"].best_defense == ("grayscale", 79.0)  # the better of its two measured defenses
+    assert by_victim["simclr"].robust_damage == pytest.approx((80.04 - 79.0) / (80.04 - 30.0))
+    assert by_victim["supervised"].robust_damage == pytest.approx((92.33 - 90.0) / (92.33 - 30.0))
+    assert by_victim["moco"].best_defense is None and by_victim["moco"].robust_damage == by_victim["moco"].damage
+    assert ue.worst_robust_damage == pytest.approx(min(e.robust_damage for e in ue.entries))
+    assert ue.defenses_measured == 3 and ue.worst_damage == pytest.approx((80.04 - 70.0) / 50.04)
+    ranked = [s.attack for _, s in lb.robust_standings()]
+    assert ranked.index("ue-s") > ranked.index("ap-t")  # the defense moved it down; the plain ranking is kept
+    assert [s.attack for _, s in lb.standings()] == ["cp-c@simclr", "ap-t", "ue-s"]
+    doc = json.loads(render_json(lb))
+    entry = next(v for s in doc["ranked"] if s["attack"] == "ue-s" for v in s["victims"]
+                 if v["victim"]["algorithm"] == "simclr")
+    assert entry["best_defense"] == "grayscale" and entry["defended"]["jpeg"]["accuracy"] == 75.0
+    assert [r["attack"] for r in doc["ranked_after_best_defense"]] == ranked
+    median = cells[("defenses", "ue-s", "simclr/median")].victim.key
+    assert entry["defended"]["median"] == {"accuracy": None, "record": median}

@@ -18,6 +18,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from attacks.external import is_external
+from defenses import DEFENSES, DefenseSpec
 
 from ..grids import attack_spec, grid_cells
 from ..jobs.seeds import mean_text
@@ -68,10 +69,35 @@ class Entry:
     source_sha256: str | None = None  # an imported poison's source file, as its victim's record says
     seeds: int = 1  # how many seeds `ours` (and the references) are the mean of
     spread: float | None = None  # the sample standard deviation of `ours` over them (None below two)
+    # (defense, accuracy or None, record key) for every registered defense but `none`, at its default parameters
+    defended: tuple[tuple[str, float | None, str], ...] = ()
 
     @property
     def damage(self) -> float | None:
         return damage(self.clean, self.ours, self.untrained)
+
+    @property
+    def best_defense(self) -> tuple[str, float] | None:
+        """The measured defense that leaves this victim the highest accuracy on the poison (None: none measured)."""
+        measured = [(name, acc) for name, acc, _ in self.defended if acc is not None]
+        return max(measured, key=lambda m: (m[1], m[0])) if measured else None
+
+    @property
+    def robust_ours(self) -> float | None:
+        """The accuracy a careful victim keeps: the better of no defense and its best measured defense."""
+        best = self.best_defense
+        if self.ours is None:
+            return None
+        return self.ours if best is None else max(self.ours, best[1])
+
+    @property
+    def robust_damage(self) -> float | None:
+        """Damage after the best defense, against the undefended clean victim (what the poison still takes)."""
+        return damage(self.clean, self.robust_ours, self.untrained)
+
+    @property
+    def defenses_measured(self) -> int:
+        return sum(acc is not None for _, acc, _ in self.defended)
 
     @property
     def external(self) -> bool:
@@ -109,6 +135,22 @@ class Standing:
     def mean_damage(self) -> float | None:
         damages = [e.damage for e in self.entries if e.damage is not None]
         return sum(damages) / len(damages) if damages else None
+
+    @property
+    def worst_robust_damage(self) -> float | None:
+        """The lowest damage left on the panel after each victim's best measured defense."""
+        damages = [e.robust_damage for e in self.entries if e.robust_damage is not None]
+        return min(damages) if damages else None
+
+    @property
+    def mean_robust_damage(self) -> float | None:
+        damages = [e.robust_damage for e in self.entries if e.robust_damage is not None]
+        return sum(damages) / len(damages) if damages else None
+
+    @property
+    def defenses_measured(self) -> int:
+        """Defended cells measured over the panel (the robust figure equals the plain one without any)."""
+        return sum(e.defenses_measured for e in self.entries)
 
     @property
     def worst_accuracy(self) -> float | None:
@@ -175,6 +217,13 @@ class Leaderboard:
                           key=lambda s: (-s.worst_damage, -s.mean_damage, s.attack))
         return competition_ranks(complete, lambda s: (s.worst_damage, s.mean_damage))
 
+    def robust_standings(self, panel: str = "cifar10") -> list[tuple[int, Standing]]:
+        """The complete attacks on `panel` ranked by their worst-case damage after the best defense, then the
+        mean (each victim picks the defense, or none, that leaves it the most accuracy)."""
+        complete = sorted((s for s in self.panel_standings(panel) if s.complete),
+                          key=lambda s: (-s.worst_robust_damage, -s.mean_robust_damage, s.attack))
+        return competition_ranks(complete, lambda s: (s.worst_robust_damage, s.mean_robust_damage))
+
     def incomplete(self, panel: str = "cifar10") -> list[Standing]:
         """The measured attacks missing something on `panel`, most panel victims measured first."""
         return sorted((s for s in self.panel_standings(panel) if not s.complete),
@@ -227,12 +276,14 @@ def build_leaderboard(results: Path, scale: str, metric: str = "probe_best") -> 
     def entry(attack: str, spec: VictimSpec, probe: str) -> Entry:
         clean, untrained = spec.clean(), spec.control()
         m = cache.measure(spec, probe, metric)
+        defended = tuple((name, cache.measure(d, probe, metric).mean, d.key) for name in DEFENSES.names()
+                         if name != "none" for d in [replace(spec, defense=DefenseSpec(name))])
         record = cache.first_record(spec, m)
         return Entry(attack, Victim(spec.algorithm, spec.arch, spec.dataset, probe), m.mean,
                      paper.get((spec.key, probe)), cache.measure(clean, probe, metric).mean,
                      cache.measure(untrained, probe, metric).mean, paper.get((clean.key, probe)),
                      spec.key, clean.key, untrained.key, data_description(record, probe) if m.n else (),
-                     ((record or {}).get("poison") or {}).get("source_sha256"), max(m.n, 1), m.spread)
+                     ((record or {}).get("poison") or {}).get("source_sha256"), max(m.n, 1), m.spread, defended)
 
     entries, seen = [], set()
     for c in cells:
@@ -281,6 +332,20 @@ def overall_frame(lb: Leaderboard, panel: str = "cifar10") -> pd.DataFrame:
                                        "worst-case accuracy", "origin"])
 
 
+def robust_frame(lb: Leaderboard, panel: str = "cifar10") -> pd.DataFrame:
+    """The ranking after the best defense: each panel victim keeps the best of no defense and its measured
+    defenses."""
+    def best(s: Standing) -> str:
+        worst = min((e for e in s.entries if e.robust_damage is not None), key=lambda e: e.robust_damage)
+        chosen = worst.best_defense
+        return "none" if chosen is None or worst.ours is None or chosen[1] <= worst.ours else chosen[0]
+
+    rows = [[rank, s.attack, _num(s.worst_robust_damage, 2), _num(s.worst_damage, 2), best(s),
+             str(s.defenses_measured), origin(s)] for rank, s in lb.robust_standings(panel)]
+    return pd.DataFrame(rows, columns=["rank", "attack", "worst-case damage after the best defense",
+                                       "without defense", "its best defense", "defended cells", "origin"])
+
+
 def incomplete_frame(lb: Leaderboard, panel: str = "cifar10") -> pd.DataFrame:
     rows = [["-", s.attack, f"{len(s.entries)} of {len(lb.panels[panel])}", "; ".join(s.missing), origin(s)]
             for s in lb.incomplete(panel)]
@@ -327,9 +392,14 @@ def intro(lb: Leaderboard) -> list[str]:
          if any(e.seeds > 1 for e in lb.entries) else [])
 
 
+ROBUST_NOTE = ("Each panel victim keeps the best of no defense and the defenses measured on it (the defenses grid, "
+               "`bench run --grid defenses`); damage against the undefended clean victim. With no defended cell "
+               "measured it equals the plain ranking.")
+
+
 def _table(df: pd.DataFrame, fmt: str) -> str:
     return tabulate(df, headers="keys", tablefmt=fmt, showindex=False, disable_numparse=True,
-                    colalign=tuple("left" if c in ("attack", "on victim", "missing", "origin") else "right"
+                    colalign=tuple("left" if c in ("attack", "on victim", "missing", "origin", "its best defense") else "right"
                                    for c in df.columns))
 
 
@@ -339,6 +409,9 @@ def render_markdown(lb: Leaderboard) -> str:
         overall, incomplete = overall_frame(lb, panel), incomplete_frame(lb, panel)
         out += [f"## Overall: panel {panel_title(lb, panel)}", "",
                 _table(overall, "pipe") if len(overall) else "No attack measured on the whole panel yet.", ""]
+        robust = robust_frame(lb, panel)
+        if len(robust):
+            out += [f"### After the best defense: panel {panel}", "", ROBUST_NOTE, "", _table(robust, "pipe"), ""]
         if len(incomplete):
             out += [f"### Incomplete on the {panel} panel (not ranked)", "", _table(incomplete, "pipe"), ""]
     if unmeasured(lb):
@@ -375,6 +448,10 @@ def render_html(lb: Leaderboard) -> str:
         body.append(f"<h2>Overall: panel {e(panel_title(lb, panel))}</h2>")
         body.append(_table(overall, "html").replace("<table>", f'<table id="overall-{e(panel)}">', 1)
                     if len(overall) else "<p>No attack measured on the whole panel yet.</p>")
+        robust = robust_frame(lb, panel)
+        if len(robust):
+            body += [f"<h3>After the best defense: panel {e(panel)}</h3>", f'<p class="note">{e(ROBUST_NOTE)}</p>',
+                     _table(robust, "html").replace("<table>", f'<table id="robust-{e(panel)}">', 1)]
         if len(incomplete):
             body += [f"<h3>Incomplete on the {e(panel)} panel (not ranked)</h3>",
                      _table(incomplete, "html").replace("<table>", f'<table id="incomplete-{e(panel)}">', 1)]
@@ -399,7 +476,10 @@ def entry_json(e: Entry) -> dict:
             "accuracy": e.ours, "seeds": e.seeds if e.ours is not None else 0, "spread": _round(e.spread),
             "clean": e.clean, "untrained": e.untrained, "damage": _round(e.damage),
             "paper": e.paper, "record": e.key, "clean_record": e.clean_key, "untrained_record": e.untrained_key,
-            "data": list(e.data), **({"source_sha256": e.source_sha256} if e.external else {})}
+            "data": list(e.data), **({"source_sha256": e.source_sha256} if e.external else {}),
+            "defended": {name: {"accuracy": acc, "record": key} for name, acc, key in e.defended},
+            "best_defense": e.best_defense[0] if e.best_defense else None,
+            "damage_after_best_defense": _round(e.robust_damage)}
 
 
 def standing_json(s: Standing, rank: int | None = None) -> dict:
@@ -408,7 +488,9 @@ def standing_json(s: Standing, rank: int | None = None) -> dict:
         out["source_sha256"] = s.source_sha256
     if s.complete:
         out.update(worst_damage=_round(s.worst_damage), worst_victim=s.worst_victim,
-                   mean_damage=_round(s.mean_damage), worst_accuracy=s.worst_accuracy)
+                   mean_damage=_round(s.mean_damage), worst_accuracy=s.worst_accuracy,
+                   worst_damage_after_best_defense=_round(s.worst_robust_damage),
+                   mean_damage_after_best_defense=_round(s.mean_robust_damage))
     else:
         out["missing"] = list(s.missing)
     return {**out, "victims": [entry_json(e) for e in s.entries]}
@@ -419,6 +501,8 @@ def render_json(lb: Leaderboard) -> str:
     doc = {"format": JSON_FORMAT, "scale": lb.scale, "metric": lb.metric,
            "panels": {p: [v.label for v in vs] for p, vs in lb.panels.items()},
            "ranked": [standing_json(s, rank) for p in lb.panels for rank, s in lb.standings(p)],
+           "ranked_after_best_defense": [{"rank": rank, "attack": s.attack, "panel": p}
+                                         for p in lb.panels for rank, s in lb.robust_standings(p)],
            "incomplete": [standing_json(s) for p in lb.panels for s in lb.incomplete(p)]}
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
