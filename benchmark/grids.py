@@ -158,6 +158,18 @@ def ratio(scale: str) -> list[Cell]:
             for row in rows for victim in DEFENSE_VICTIMS for r in RATIOS]
 
 
+@GRIDS.register("leaderboard")
+def leaderboard(scale: str) -> list[Cell]:
+    """Every ranked attack on every victim of the leaderboard's CIFAR-10 panel (SimCLR, MoCo v2, BYOL,
+    supervised; ResNet-18), so that none is left incomplete for want of a cell: most cells are other tables'
+    (shared records); the new ones are CP-S (each surrogate) and random noise on the supervised victim."""
+    algorithms = contrastive_algorithms()
+    rows = ["none", "random", *(f"{k}@{a}" for k in ("cp-s", "cp-c") for a in algorithms), *BASELINE_ROWS,
+            *(surrogate_row(r) for r in registered_rows("effectiveness"))]
+    return [victim_cell("leaderboard", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
+            for row in dict.fromkeys(rows) for victim in (*algorithms, "supervised")]
+
+
 @GRIDS.register("all")
 def all_cells(scale: str) -> list[Cell]:
     return [cell for name in GRIDS.names() if name != "all" for cell in GRIDS.get(name)(scale)]

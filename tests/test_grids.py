@@ -16,7 +16,7 @@ TABLES = ["effectiveness", "downstream", "architectures", "transfer_supervised",
 
 
 def test_grid_names_and_unknown_grid():
-    assert GRIDS.names() == TABLES + ["defenses", "ratio", "all"]
+    assert GRIDS.names() == TABLES + ["defenses", "ratio", "leaderboard", "all"]
     with pytest.raises(UnknownNameError, match="valid grids: effectiveness, downstream"):
         grid_cells("table9", "mini")
 
@@ -60,7 +60,7 @@ def test_the_same_experiment_in_several_tables_is_one_job():
            and c.victim.poison.algorithm == "simclr"]
     undefended = [c for c in cps if c.victim.defense is None and c.victim.poison_ratio == 1]
     assert {c.grid for c in undefended} == {"effectiveness", "downstream", "architectures", "transfer_algorithms",
-                                            "defenses", "ratio"}  # the defense `none` and ratio 1.0 columns
+                                            "defenses", "ratio", "leaderboard"}  # defense none, ratio 1.0
     assert len({c.victim.key for c in undefended}) == 1
     assert len({c.victim.key for c in cps}) == len(DEFENSES.names()) + 3  # each defense; ratios 0.2, 0.5, 0.8
     assert len(victims) < len(cells)
@@ -106,3 +106,16 @@ def test_the_ratio_grid_poisons_a_share_and_its_whole_column_is_the_other_tables
     assert cells[("ue-s", "simclr/0.5")].victim.poison_ratio == 0.5
     by_key = {(c.grid, c.row, c.column): c for c in grid_cells("all", "mini")}
     assert cells[("ue-s", "supervised/1")].victim.key == by_key[("transfer_supervised", "ue-s", "supervised")].victim.key
+
+
+def test_the_leaderboard_grid_completes_the_panel_for_every_ranked_attack():
+    cells = {(c.row, c.column): c for c in grid_cells("leaderboard", "mini")}
+    rows = {r for r, _ in cells}
+    assert {"random", "cp-s@simclr", "cp-s@moco", "cp-s@byol", "cp-c@byol", "ue-s", "ap-t"} <= rows
+    assert {col for _, col in cells} == {"simclr", "moco", "byol", "supervised"}
+    victim = cells[("cp-s@moco", "supervised")].victim  # the paper's headline attack on the supervised victim
+    assert (victim.algorithm, victim.poison.attack, victim.poison.algorithm) == ("supervised", "cp-s", "moco")
+    others = {c.victim.key for c in grid_cells("all", "mini") if c.grid != "leaderboard"}
+    new = {(r, col) for (r, col), c in cells.items() if c.victim.key not in others}
+    # CP-S made with SimCLR and random noise on the supervised victim are the defenses grid's `none` column
+    assert new == {("cp-s@moco", "supervised"), ("cp-s@byol", "supervised")}
