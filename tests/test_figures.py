@@ -38,6 +38,13 @@ HAND_MADE = {
                                                        "test_accuracy": 92.25}},
     ("effectiveness", "random", "cifar10/simclr"): {"cifar10": {"probe_best": 33.5, "probe_final": 33.0, "knn": 30.0}},
 }
+# added for the command test: a ratio-grid point (CP-C made with SimCLR on half the set) and the untrained
+# control its damage needs; the record figures must leave the partial record out
+RATIO_MADE = {
+    ("ratio", "cp-c@simclr", "simclr/0.5"): {"cifar10": {"probe_best": 20.0, "probe_final": 19.0, "knn": 18.0}},
+    ("effectiveness", "untrained", "cifar10/simclr"): {"cifar10": {"probe_best": 10.0, "probe_final": 9.0,
+                                                                   "knn": 9.0}},
+}
 
 
 def hand_made_record(victim: VictimSpec, metrics: dict) -> dict:
@@ -170,8 +177,15 @@ def test_tsne(built: Context) -> None:
 
 
 def test_command_writes_every_figure(built: Context, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "figs"
-    assert main(["figures", "--scale", SCALE, "--results", str(built.results), "--store", str(built.store),
+    import shutil
+
+    out, results = tmp_path / "figs", tmp_path / "results"
+    shutil.copytree(built.results, results)
+    cells = {(c.grid, c.row, c.column): c for c in grid_cells("all", SCALE)}
+    for where, metrics in RATIO_MADE.items():
+        victim = cells[where].victim
+        write_json_atomic(record_path(results, SCALE, victim.key), hand_made_record(victim, metrics))
+    assert main(["figures", "--scale", SCALE, "--results", str(results), "--store", str(built.store),
                  "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     for name in FIGURES:

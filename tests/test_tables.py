@@ -531,3 +531,20 @@ def test_the_best_defense_decides_the_robust_ranking(panel_results):
     assert [r["attack"] for r in doc["ranked_after_best_defense"]] == ranked
     median = cells[("defenses", "ue-s", "simclr/median")].victim.key
     assert entry["defended"]["median"] == {"accuracy": None, "record": median}
+
+
+def test_the_ratio_figure_draws_damage_against_the_poisoned_share(results, tmp_path):
+    from benchmark.report.figures import FigureSkipped, ratio_figure, ratio_points, save_figure
+
+    with pytest.raises(FigureSkipped, match="no ratio-grid cell"):
+        ratio_figure(ratio_points(tmp_path / "empty", SCALE))
+    cells = {(c.grid, c.row, c.column): c for c in grid_cells("all", SCALE)}
+    for ratio, value in (("0.2", 75.0), ("0.5", 60.0)):  # clean SimCLR 80.04, untrained 30.0 (FIXTURE)
+        victim = cells[("ratio", "cp-s@simclr", f"simclr/{ratio}")].victim
+        write_json_atomic(record_path(results, SCALE, victim.key), make_record(victim, {"cifar10": (value, value, value)}))
+    points = ratio_points(results, SCALE)
+    assert points[("cp-s@simclr", "simclr")] == [
+        (0.2, pytest.approx((80.04 - 75.0) / 50.04)), (0.5, pytest.approx((80.04 - 60.0) / 50.04)),
+        (1.0, pytest.approx((80.04 - 39.96) / 50.04))]  # the 1.0 point is the effectiveness table's record
+    paths = save_figure(ratio_figure(points), tmp_path, "ratio")
+    assert [p.name for p in paths] == ["ratio.png", "ratio.pdf"] and all(p.stat().st_size > 1000 for p in paths)

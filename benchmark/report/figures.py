@@ -30,14 +30,15 @@ from victims.distributed import default_device
 from victims.recipes import build_model
 
 from ..data import DatasetNotFoundError, ImageData
-from ..grids import GRIDS, attack_spec
+from ..grids import GRIDS, attack_spec, grid_cells
 from ..jobs.poison_store import load_poison, poison_path
 from ..jobs.splits import load_split
 from ..jobs.victim import victim_checkpoint
 from ..records import read_records, results_root
 from ..scales import get_scale
 from ..specs import SCALES, VictimSpec
-from .tables import Table, build_tables, caption, is_current
+from .leaderboard import damage
+from .tables import RecordCache, Table, build_tables, caption, cell_metric, is_current
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -46,7 +47,8 @@ TABLE_GRIDS = tuple(n for n in GRIDS.names() if n != "all")
 def poison_rows() -> tuple[str, ...]:
     """Every registered attack (the figures of a poison's perturbations show those stored)."""
     return tuple(ATTACKS)
-FIGURES = tuple(f"bars_{g}" for g in TABLE_GRIDS) + ("spectrum", "separability", "alignment_uniformity", "tsne")
+FIGURES = tuple(f"bars_{g}" for g in TABLE_GRIDS) + ("spectrum", "separability", "alignment_uniformity", "tsne",
+                                                     "ratio")
 FORMATS = ("png", "pdf")
 DATASET = "cifar10"  # the data set of the qualitative figures, as in the paper
 def linestyle(algorithm: str) -> str:
@@ -468,8 +470,11 @@ def make_separability(ctx: Context) -> list[Path]:
 
 
 def current_records(ctx: Context) -> list[dict]:
-    """The scale's victim records made with the code of now (as the tables show them); a note for the rest."""
-    records = read_records(ctx.results, ctx.scale)
+    """The scale's victim records made with the code of now (as the tables show them), undefended and on a
+    whole poisoned set (the defended and partial ones are the defenses and ratio figures'); a note for the
+    out-of-date ones."""
+    records = [r for r in read_records(ctx.results, ctx.scale)
+               if "defense" not in r["victim"] and "poison_ratio" not in r["victim"]]
     current = [r for r in records if is_current(r)]
     if len(current) < len(records):
         print(f"  note: {len(records) - len(current)} out-of-date record(s) left out (`bench cells` lists them)")
@@ -495,10 +500,47 @@ def make_tsne(ctx: Context) -> list[Path]:
     return save_figure(fig, ctx.out, "tsne")
 
 
+def ratio_points(results: Path, scale: str, metric: str = "probe_best") -> dict[tuple[str, str], list]:
+    """{(attack row, victim): [(poisoned share, damage), ...]} from the ratio grid's current records (damage
+    against the same victim on clean data, and its untrained control)."""
+    cache, out = RecordCache(results, scale), {}
+    for cell in grid_cells("ratio", scale):
+        value = cell_metric(cache.get(cell.victim.key), cell.probe, metric)
+        clean = cell_metric(cache.get(cell.victim.clean().key), cell.probe, metric)
+        untrained = cell_metric(cache.get(cell.victim.control().key), cell.probe, metric)
+        d = damage(clean, value, untrained)
+        if d is not None:
+            out.setdefault((cell.row, cell.victim.algorithm), []).append((cell.victim.poison_ratio, d))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def ratio_figure(points: dict[tuple[str, str], list], subtitle: str = "") -> Figure:
+    """Damage against the poisoned share of the training set, a line per attack and victim."""
+    if not points:
+        raise FigureSkipped("no ratio-grid cell measured (`bench run --grid ratio`)")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    for (row, victim), values in sorted(points.items()):
+        ax.plot([r for r, _ in values], [d for _, d in values], marker="o", linestyle=linestyle(victim),
+                label=f"{row} / {victim}")
+    ax.axhline(0, color="0.5", linewidth=0.6)
+    ax.set_xlabel("poisoned share of the training set")
+    ax.set_ylabel("damage")
+    ax.legend(fontsize=6)
+    ax.set_title(wrap(f"Partial poisoning: damage against the poisoned share{subtitle}", 70), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def make_ratio(ctx: Context) -> list[Path]:
+    """results/figures/ratio.png: the ratio grid's damage against the poisoned share."""
+    return save_figure(ratio_figure(ratio_points(ctx.results, ctx.scale), ctx.subtitle), ctx.out, "ratio")
+
+
 MAKERS: dict[str, Callable[[Context], list[Path]]] = {
     **{f"bars_{g}": (lambda ctx, g=g: make_bars(ctx, g)) for g in TABLE_GRIDS},
     "spectrum": make_spectrum, "separability": make_separability,
-    "alignment_uniformity": make_alignment_uniformity, "tsne": make_tsne,
+    "alignment_uniformity": make_alignment_uniformity, "tsne": make_tsne, "ratio": make_ratio,
 }
 
 
