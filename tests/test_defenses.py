@@ -196,3 +196,11 @@ def test_the_command_line_refuses_bad_defense_input_before_any_work(tmp_path: Pa
         assert main(base + extra) == 2
         assert __import__("re").search(message, capsys.readouterr().err)
     assert not (tmp_path / "store").exists() and not (tmp_path / "results").exists()
+
+
+def test_perf_defense_times_every_data_defense(capsys):
+    from benchmark.jobs.perf import perf_defense
+
+    count, seconds = perf_defense("smoke", synthetic=True, images=64)
+    assert count == 64 and set(seconds) == {n for n in DEFENSES if DEFENSES.get(n).acts_on == "data"} - {"none"}
+    assert all(s > 0 for s in seconds.values())

@@ -83,6 +83,8 @@ def cmd_perf(args: argparse.Namespace) -> int:
     from ..jobs import perf
 
     common = dict(data_root=args.data_root, store=args.store, device=args.device, synthetic=args.synthetic)
+    if args.what == "defense":
+        return perf.perf_defense_command(args.scale, images=args.images, **common)
     if args.what == "attack":
         return perf.perf_attack_command(args.attack, args.algorithm, args.arch, args.scale, epochs=args.epochs,
                                         images=args.images, **common)
@@ -217,8 +219,9 @@ def _add_job_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_victim)
 
     p = sub.add_parser("perf", help="performance benchmarks (perf train: our step against the usual pipeline; "
-                                    "perf attack: a CP attack's epoch, throughput, memory, poison size)")
-    p.add_argument("what", choices=["train", "attack"])
+                                    "perf attack: a CP attack's epoch, throughput, memory, poison size; "
+                                    "perf defense: each data defense's time on the training set)")
+    p.add_argument("what", choices=["train", "attack", "defense"])
     p.add_argument("--attack", default="cp-s", help="perf attack: cp-s (from a random start) or cp-c")
     p.add_argument("--epochs", type=int, default=1, help="perf attack: outer epochs timed")
     p.add_argument("--images", type=int, help="perf attack: time on this many images (default: the scale's set)")

@@ -264,3 +264,36 @@ def perf_attack_command(attack: str, algorithm: str, arch: str, scale_name: str,
           f"{sizes['memory'] / mb:.1f} MB in memory, vs {sizes['float32'] / mb:.1f} MB as float32 "
           f"({sizes['disk'] / sizes['float32']:.3f} and {sizes['memory'] / sizes['float32']:.3f} of it)")
     return 0
+
+
+def perf_defense(scale_name: str = "mini", *, data_root=None, store=None, synthetic: bool = False,
+                 images: int | None = None) -> tuple[int, dict[str, float]]:
+    """(images, seconds per data defense): each registered data defense's time on the scale's CIFAR-10
+    training set (or its first `images`), at its default parameters, one after the other in one run (their
+    ratios are what to compare)."""
+    from defenses import DEFENSES, DefenseSpec
+
+    scale = get_scale(scale_name)
+    data = synthetic_like(scale.source("cifar10").input_size, images or 1000) if synthetic else \
+        load_split(scale, "cifar10", "train", data_root=data_root, store=store)
+    x = data.images[:images] if images else data.images
+    out = {}
+    for name in DEFENSES.names():
+        defense = DEFENSES.get(name)()
+        if defense.acts_on != "data" or name == "none":
+            continue
+        p = defense.params(DefenseSpec(name), scale_name)
+        started = time.perf_counter()
+        defense.transform(x, p, seed=0)
+        out[name] = time.perf_counter() - started
+    return len(x), out
+
+
+def perf_defense_command(scale_name: str, *, images: int | None = None, **options) -> int:
+    """`bench perf defense`: each data defense's time on the scale's training set."""
+    options.pop("device", None)
+    count, seconds = perf_defense(scale_name, images=images, **options)
+    print(f"bench perf defense: {scale_name} scale, {count} images, {torch.get_num_threads()} threads")
+    for name, s in seconds.items():
+        print(f"  {name:<20} {s:8.2f} s  ({count / s:10.0f} images/s)")
+    return 0
