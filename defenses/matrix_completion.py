@@ -39,7 +39,8 @@ class MatrixCompletion(Defense):
     """Drop each pixel value with probability 1 - `keep`, reconstruct the image by low-rank estimation (USVT
     keeping `rank_fraction` of the singular values), train on the reconstructions."""
 
-    source = "He, Zha & Katabi, ICLR 2023 (its countermeasure); procedure and defaults of ME-Net (Yang et al., ICML 2019)"
+    source = ("He, Zha & Katabi, ICLR 2023 (its countermeasure); procedure and defaults of ME-Net (Yang et al., "
+              "ICML 2019)")
     defaults = {"keep": 0.5, "rank_fraction": 0.8}
     cost = "one batched SVD per image (seconds for CIFAR-10)"
 

@@ -20,8 +20,13 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from .base import Defense, in_range
+from .base import Defense, DefenseParamError, in_range
 from .registry import register_defense
+
+
+def odd_kernel(p: dict[str, Any]) -> None:
+    if int(p["kernel"]) % 2 == 0:
+        raise DefenseParamError(f"kernel must be odd, not {p['kernel']}")
 
 
 @register_defense("none")
@@ -83,10 +88,7 @@ class Blur(Defense):
 
     def check(self, p: dict[str, Any]) -> None:
         in_range(p, "kernel", 1, 31, integer=True)
-        if int(p["kernel"]) % 2 == 0:
-            from .base import DefenseParamError
-
-            raise DefenseParamError(f"kernel must be odd, not {p['kernel']}")
+        odd_kernel(p)
         in_range(p, "sigma", 0, 10, low_open=True)
 
     def transform(self, images: torch.Tensor, p: dict[str, Any], *, seed: int = 0) -> torch.Tensor:
@@ -121,10 +123,7 @@ class Median(Defense):
 
     def check(self, p: dict[str, Any]) -> None:
         in_range(p, "kernel", 1, 15, integer=True)
-        if int(p["kernel"]) % 2 == 0:
-            from .base import DefenseParamError
-
-            raise DefenseParamError(f"kernel must be odd, not {p['kernel']}")
+        odd_kernel(p)
 
     def transform(self, images: torch.Tensor, p: dict[str, Any], *, seed: int = 0) -> torch.Tensor:
         k = int(p["kernel"])

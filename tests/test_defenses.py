@@ -156,7 +156,8 @@ def test_partial_poisoning_picks_a_seeded_class_balanced_share():
     labels = torch.arange(100) % 4
     mask = balanced_mask(labels, 0.5, seed=3)
     assert [int(mask[labels == c].sum()) for c in range(4)] == [round(0.5 * 25)] * 4
-    assert torch.equal(mask, balanced_mask(labels, 0.5, seed=3)) and not torch.equal(mask, balanced_mask(labels, 0.5, 4))
+    assert torch.equal(mask, balanced_mask(labels, 0.5, seed=3))
+    assert not torch.equal(mask, balanced_mask(labels, 0.5, 4))
     delta = torch.ones(4, 3, 2, 2, dtype=torch.int8)
     rows = Perturbation(delta, "class", mask).rows(torch.arange(100), labels)
     assert torch.equal(rows.flatten(1).amax(1).bool(), mask)  # only the chosen images are perturbed

@@ -541,7 +541,8 @@ def test_the_ratio_figure_draws_damage_against_the_poisoned_share(results, tmp_p
     cells = {(c.grid, c.row, c.column): c for c in grid_cells("all", SCALE)}
     for ratio, value in (("0.2", 75.0), ("0.5", 60.0)):  # clean SimCLR 80.04, untrained 30.0 (FIXTURE)
         victim = cells[("ratio", "cp-s@simclr", f"simclr/{ratio}")].victim
-        write_json_atomic(record_path(results, SCALE, victim.key), make_record(victim, {"cifar10": (value, value, value)}))
+        record = make_record(victim, {"cifar10": (value, value, value)})
+        write_json_atomic(record_path(results, SCALE, victim.key), record)
     points = ratio_points(results, SCALE)
     assert points[("cp-s@simclr", "simclr")] == [
         (0.2, pytest.approx((80.04 - 75.0) / 50.04)), (0.5, pytest.approx((80.04 - 60.0) / 50.04)),

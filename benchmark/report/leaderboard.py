@@ -397,9 +397,12 @@ ROBUST_NOTE = ("Each panel victim keeps the best of no defense and the defenses 
                "measured it equals the plain ranking.")
 
 
+LEFT_COLUMNS = ("attack", "on victim", "missing", "origin", "its best defense")
+
+
 def _table(df: pd.DataFrame, fmt: str) -> str:
     return tabulate(df, headers="keys", tablefmt=fmt, showindex=False, disable_numparse=True,
-                    colalign=tuple("left" if c in ("attack", "on victim", "missing", "origin", "its best defense") else "right"
+                    colalign=tuple("left" if c in LEFT_COLUMNS else "right"
                                    for c in df.columns))
 
 
