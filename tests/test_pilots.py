@@ -207,3 +207,17 @@ def test_the_mini_pilot_is_a_view_of_the_mini_scales_own_records(tmp_path: Path)
     assert summary["clean"] == pytest.approx(46.9, abs=0.1)  # seed 1112's clean SimCLR victim
     assert summary["attacks"]["cp-s"]["damage"] == pytest.approx(0.34, abs=0.01)
     assert summary["attacks"]["cp-c"]["damage"] < 0
+
+
+def test_cost_estimates_scale_minis_measured_minutes_by_flops_and_work(capsys):
+    from benchmark.pilots.config import MINI_MINUTES
+
+    assert PILOTS["mini"].estimated_minutes() == MINI_MINUTES
+    assert PILOTS["w0.25-px16"].estimated_minutes() == MINI_MINUTES  # 2x the width, half the side: same FLOPs
+    wide = PILOTS["w0.25"].estimated_minutes()
+    assert wide == {k: pytest.approx(4 * v) for k, v in MINI_MINUTES.items()}
+    half = PilotConfig("h", per_class=500, victim_epochs=50, cp_s_num_steps=2).estimated_minutes()
+    assert half["victim"] == pytest.approx(MINI_MINUTES["victim"]) and half["cp-s"] == pytest.approx(
+        MINI_MINUTES["cp-s"] * 0.5 * 3 / 6, abs=0.1)
+    assert main(["pilot", "list"]) == 0
+    assert "w0.25-px16" in capsys.readouterr().out

@@ -19,9 +19,13 @@ RESULTS = Path("results") / "pilots"
 def cmd_pilot(args: argparse.Namespace) -> int:
     results = Path(args.results)
     if args.what == "list":
+        print(f"{'pilot':<12} {'changes from mini':<58} {'est. CPU min: victim / CP-C / CP-S':<36} note")
         for config in PILOTS.values():
             changes = ", ".join(f"{k}={v}" for k, v in config.changes().items()) or "(none)"
-            print(f"{config.name:<14} {changes:<60} {config.note}")
+            est = config.estimated_minutes()
+            cost = f"{est['victim']:.0f} / {est['cp-c']:.0f} / {est['cp-s']:.0f}"
+            print(f"{config.name:<12} {changes:<58} {cost:<36} {config.note}")
+        print("(estimates: the mini scale's measured minutes scaled by FLOPs and work; one thread)")
         return 0
     if args.what == "table":
         from ..report.figures import FigureSkipped

@@ -15,6 +15,9 @@ from ..scales import SCALE_TABLE, DataSource, get_scale, register_scale, unregis
 
 PREFIX = "pilot-"
 BASE = "mini"
+# the mini scale's measured CPU minutes, one thread (docs/evidence.md): the clean SimCLR victim (seed 1112,
+# 25 epochs: 11.4), CP-C (40 epochs: 8.0), CP-S (released at 24 of 30 epochs: 79, the budget curve's run)
+MINI_MINUTES = {"victim": 11.4, "cp-c": 8.0, "cp-s": 79.0}
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,18 @@ class PilotConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def estimated_minutes(self) -> dict[str, float]:
+        """CPU minutes (one thread) of the clean victim, the CP-C poison and the CP-S poison, estimated from the
+        mini scale's measured ones (MINI_MINUTES) scaled by FLOPs (width^2, pixels) and work (images, epochs,
+        steps); a planning aid, not a measurement (a wider network often runs more FLOPs per second)."""
+        flops = (self.width / 0.125) ** 2 * (self.input_px / 32) ** 2
+        images = self.per_class * self.classes / 10_000
+        return {"victim": round(MINI_MINUTES["victim"] * flops * images * self.victim_epochs / 25, 1),
+                "cp-c": round(MINI_MINUTES["cp-c"] * flops * self.cp_c_epochs / 40 * self.cp_c_steps / 10
+                              * (1 + self.cp_c_num_steps) / 2, 1),
+                "cp-s": round(MINI_MINUTES["cp-s"] * flops * images * self.cp_s_epochs / 30
+                              * (1 + self.cp_s_num_steps) / 6, 1)}
 
 
 # The pilots of the study, in the order they were planned (docs/evidence.md, "Pilots"): the mini setting
