@@ -211,3 +211,40 @@ def test_parity_table_pairs_each_trainer_with_its_own_clean_victim(tmp_path):
     assert "| 45.0 | 60.0 |" in line and line.endswith("| 0.38 |")  # against their own clean victim
     assert "| CP-S made with SimCLR | theirs | ours | - |" in text
     assert not damage(Measurement(), Measurement((1.0,), (1,)), 0.0).n  # nothing measured: no damage
+
+
+def test_their_end_to_end_simclr_runs_get_the_gradient_share_of_their_4_process_launch():
+    """Run in one process their SimCLR gets the whole batch's gradient; their README's 4-process launch gives
+    each parameter a quarter (GatherLayer + DDP averaging), which our SimCLR emulates: the tasks say so, and
+    the harness scales their parameters' gradients by it (theirs.build)."""
+    from benchmark.parity.e2e import cp_task, launch_share
+
+    assert launch_share("simclr") == 0.25 and launch_share("moco") == launch_share("byol") == 1.0
+    assert cp_task("cp-s", "simclr")[0]["gradient_share"] == 0.25
+    assert cp_task("cp-c", "moco")[0]["gradient_share"] == 1.0
+
+
+def test_a_changed_reference_task_does_not_resume_the_old_runs_checkpoints(tmp_path, monkeypatch):
+    import json
+
+    from benchmark.parity import e2e
+
+    work = tmp_path / "ref-cp-s-simclr"
+    work.mkdir()
+    (work / "task.json").write_text(json.dumps({"opt": {"epochs": 30}}))
+    (work / "checkpoint.pt").write_bytes(b"old")
+    (work / "inputs.pt").write_bytes(b"images")
+
+    def fake_run(cmd, **kwargs):
+        torch.save({"ok": True}, work / "outputs.pt")
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(e2e.subprocess, "run", fake_run)
+    out = e2e.run_reference("cp", work, type("R", (), {"root": tmp_path})(), {"opt": {"epochs": 30},
+                                                                            "gradient_share": 0.25})
+    assert out == {"ok": True} and not (work / "checkpoint.pt").exists() and (work / "inputs.pt").is_file()
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("ref-cp-s-simclr.superseded-")]
+    assert len(aside) == 1 and (aside[0] / "checkpoint.pt").read_bytes() == b"old"
+    e2e.run_reference("cp", work, type("R", (), {"root": tmp_path})(), {"opt": {"epochs": 30},
+                                                                        "gradient_share": 0.25})
+    assert len([p for p in tmp_path.iterdir() if "superseded" in p.name]) == 1  # the same task resumes

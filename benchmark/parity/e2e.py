@@ -47,6 +47,15 @@ def workdir_for(name: str, store=None) -> Path:
 def run_reference(task_name: str, workdir: Path, reference: Reference, task: dict, *, log: bool = True) -> dict:
     """Run one refside task in a subprocess (its output to WORKDIR/log.txt) and return its outputs."""
     workdir.mkdir(parents=True, exist_ok=True)
+    previous = workdir / "task.json"
+    if previous.is_file() and json.loads(previous.read_text()) != json.loads(json.dumps(task)):
+        # another task's checkpoints are not resumed: the old run is kept beside, under a new name
+        aside = workdir.with_name(f"{workdir.name}.superseded-{time.strftime('%Y%m%d-%H%M%S')}")
+        workdir.rename(aside)
+        workdir.mkdir(parents=True)
+        for name in ("inputs.pt",):  # the inputs are the same images: move them back
+            if (aside / name).is_file():
+                (aside / name).rename(workdir / name)
     (workdir / "task.json").write_text(json.dumps(task, indent=1))
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     with open(workdir / "log.txt", "a") as out:
@@ -83,10 +92,18 @@ def cp_task(attack: str, algorithm: str, *, warmup: bool | None = None, seed: in
         opt.update(moco_k=settings["queue_size"], moco_m=settings["momentum"], moco_dim=settings["out_dim"])
     task = {"cl_alg": CL_ALG[algorithm], "width": model_settings(SCALE).width, "opt": opt,
             "release_epoch": max(1, round(config.epochs * p["release_fraction"])),
-            "warmup_steps": int(warm_epochs) * model_step}
+            "warmup_steps": int(warm_epochs) * model_step, "gradient_share": launch_share(algorithm)}
     if algorithm == "byol":
         task["byol"] = {k: settings[k] for k in ("hidden_dim", "out_dim", "momentum")}
     return task, p
+
+
+def launch_share(algorithm: str) -> float:
+    """The share of their one-process gradient that each parameter gets in their 4-process launch: SimCLR's
+    GatherLayer (`util.py:198`) gives each process only its slice's gradient and DDP averages, so 1/4 (the
+    `gradient_share` our SimCLR emulates, checked against their real 4-process run by `ddp4-simclr`); the
+    others' losses average per process, so their gradient is the one-process one."""
+    return float(model_settings(SCALE).algorithm_settings[algorithm].get("gradient_share", 1.0))
 
 
 # the warm-up our mini scale gives each attacker that has one (SCALE_PER_ALGORITHM), for `warmup=True`
@@ -150,7 +167,8 @@ def reference_victim(reference: Reference, attack: str, algorithm: str = "simclr
         opt["temp"] = settings["temperature"]
     if algorithm == "moco":
         opt.update(moco_k=settings["queue_size"], moco_m=settings["momentum"], moco_dim=settings["out_dim"])
-    task = {"cl_alg": CL_ALG[algorithm], "width": model_settings(SCALE).width, "opt": opt, "workers": workers}
+    task = {"cl_alg": CL_ALG[algorithm], "width": model_settings(SCALE).width, "opt": opt, "workers": workers,
+            "gradient_share": launch_share(algorithm)}
     if algorithm == "byol":
         task["byol"] = {k: settings[k] for k in ("hidden_dim", "out_dim", "momentum")}
     tag = f"victim-{algorithm}-{attack.replace(':', '_').replace('@', '_')}-{seed}"

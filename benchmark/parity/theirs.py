@@ -138,6 +138,11 @@ def build(opt: Namespace, task: dict):
         for m in (model.backbone.momentum_backbone, model.backbone.momentum_projection_head):
             for p in m.parameters():
                 p.requires_grad = False
+    share = float(task.get("gradient_share", 1.0))
+    if share != 1.0:  # their 4-process launch: each parameter gets `share` of the one-process gradient
+        for p in model.backbone.parameters():
+            if p.requires_grad:
+                p.register_hook(lambda g, share=share: g * share)
     return DDP(model, find_unused_parameters=True), criterion
 
 
