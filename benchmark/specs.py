@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from attacks.spec import AttackSpec, canonical_key
-from defenses import DEFENSES, DefenseSpec
+from defenses import DefenseSpec, defense_params
 from victims.algorithms import ALGORITHMS
 from victims.architectures import ARCHITECTURES
 from victims.registry import UnknownNameError
@@ -47,7 +47,7 @@ class VictimSpec:
 
     def __post_init__(self) -> None:
         if self.defense is not None:
-            DEFENSES.get(self.defense.name)().params(self.defense, self.scale)  # unknown or out of range: raise
+            defense_params(self.defense, self.scale)  # unknown, or a parameter out of range: raises
             if self.algorithm == CONTROL and not self.defense.is_none:
                 raise ValueError("the untrained control is not trained: it has nothing to defend")
         if isinstance(self.poison_ratio, bool) or not isinstance(self.poison_ratio, (int, float)) or \

@@ -205,3 +205,23 @@ def test_perf_defense_times_every_data_defense(capsys):
     count, seconds = perf_defense("smoke", synthetic=True, images=64)
     assert count == 64 and set(seconds) == {n for n in DEFENSES if DEFENSES.get(n).acts_on == "data"} - {"none"}
     assert all(s > 0 for s in seconds.values())
+
+
+def test_a_defended_or_partial_victim_job_is_named_and_costed_by_its_defense_and_ratio():
+    from benchmark.dispatch.plan import Job
+
+    poison = AttackSpec("cp-c", "cifar10", "simclr", "resnet18", scale="mini")
+    plain = VictimSpec("simclr", poison=poison)
+    trained = Job("victim", plain.key, victim=plain)
+    adversarial = VictimSpec("simclr", poison=poison, defense=DefenseSpec("adversarial-training"), poison_ratio=0.5)
+    job = Job("victim", adversarial.key, victim=adversarial)
+    assert "-cp-c-adversarial-training-r0.5-" in job.name and "-cp-c-" + plain.key[:8] in trained.name
+    assert job.gpu_hours == pytest.approx(4 * trained.gpu_hours)  # mini: 3 PGD steps + the training pass
+    jpeg = VictimSpec("simclr", poison=poison, defense=DefenseSpec("jpeg"))
+    assert Job("victim", jpeg.key, victim=jpeg).gpu_hours == trained.gpu_hours
+
+
+def test_the_untrained_control_has_nothing_to_defend():
+    with pytest.raises(ValueError, match="nothing to defend"):
+        VictimSpec("untrained", defense=DefenseSpec("jpeg"))
+    assert VictimSpec("untrained", defense=DefenseSpec("none")).key == VictimSpec("untrained").key

@@ -27,24 +27,16 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_victim(args: argparse.Namespace) -> int:
     """Train and evaluate one victim, write its record, print its metrics."""
-    from ..jobs.victim import victim_command
+    from ..jobs.victim import victim_command, victim_spec
 
-    from defenses import DEFENSES
-
-    try:  # bad defense input or ratio: refused before any poison is made or victim trained
-        defense = defense_spec(args)
-        if defense is not None:
-            DEFENSES.get(defense.name)().params(defense, args.scale)
-        if not 0 < args.poison_ratio <= 1:
-            raise ValueError(f"--poison-ratio must be in (0, 1], not {args.poison_ratio}")
-        if args.poison_ratio != 1 and args.attack == "none":
-            raise ValueError("--poison-ratio is the poisoned share of the training set: it needs --attack")
+    try:  # the spec checks its defense, parameters and ratio: refused before any poison is made or victim trained
+        spec = victim_spec(args.algorithm, args.arch, args.dataset, attack=args.attack, scale=args.scale,
+                           seed=args.seed, defense=defense_spec(args), poison_ratio=args.poison_ratio)
     except ValueError as err:
         print(f"bench victim: {err}", file=sys.stderr)
         return 2
-    return victim_command(args.algorithm, args.arch, args.dataset, attack=args.attack, scale=args.scale,
-                          seed=args.seed, eval_datasets=args.eval, data_root=args.data_root, store=args.store,
-                          results=args.results, device=args.device, defense=defense, poison_ratio=args.poison_ratio)
+    return victim_command(spec, eval_datasets=args.eval, data_root=args.data_root, store=args.store,
+                          results=args.results, device=args.device)
 
 
 def defense_spec(args: argparse.Namespace):

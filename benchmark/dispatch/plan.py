@@ -15,7 +15,7 @@ from ..jobs.seeds import with_seeds
 from ..jobs.victim import same_settings, victim_settings
 from ..records import read_record, record_path, results_root
 from ..scales import get_scale
-from defenses import DEFENSES
+from defenses import DEFENSES, defense_params
 
 from ..specs import CONTROL, VictimSpec
 
@@ -65,8 +65,8 @@ class Job:
         algorithm = self.victim.algorithm
         hours = CONTROL_GPU_HOURS if algorithm == CONTROL else ALGORITHMS.get(algorithm).gpu_hours
         if self.victim.defense is not None:  # e.g. adversarial training: (steps + 1) passes per step
-            defense = DEFENSES.get(self.victim.defense.name)()
-            hours *= defense.cost_factor(defense.params(self.victim.defense, self.victim.scale))
+            spec = self.victim.defense
+            hours *= DEFENSES.get(spec.name)().cost_factor(defense_params(spec, self.victim.scale))
         return hours * ARCH_FACTOR.get(self.victim.arch, 1.0) * DATASET_FACTOR.get(self.victim.dataset, 1.0)
 
     @property

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from attacks.spec import canonical_key
-from defenses import DEFENSES, Defense
+from defenses import DEFENSES, Defense, defense_params
 from victims.atomic import atomic_path
 from victims.poisoning import Perturbation, apply_delta, balanced_mask
 from victims.train import ViewHook
@@ -87,5 +87,4 @@ def resolve(spec: VictimSpec) -> tuple[Defense, dict] | None:
     """The victim's defense and its parameters at its scale (None without a defense)."""
     if spec.defense is None or spec.defense.is_none:
         return None
-    defense = DEFENSES.get(spec.defense.name)()
-    return defense, defense.params(spec.defense, spec.scale)
+    return DEFENSES.get(spec.defense.name)(), defense_params(spec.defense, spec.scale)

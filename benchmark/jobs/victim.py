@@ -180,17 +180,21 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, poison: P
     return record
 
 
-def victim_command(algorithm: str, arch: str, dataset: str, *, attack: str = "none", scale: str = "smoke",
-                   seed: int = 1112, eval_datasets: list[str] | None = None, data_root=None, store=None,
-                   results=None, device=None, defense: DefenseSpec | None = None, poison_ratio: float = 1.0) -> int:
-    """`bench victim`: train and evaluate one victim (on the poison of `attack`, made with ResNet-18 as in the
-    paper, or reused when stored; on a `poison_ratio` share of the data; with `defense`), write its record,
-    print its metrics (on rank 0)."""
+def victim_spec(algorithm: str, arch: str, dataset: str, *, attack: str = "none", scale: str = "smoke",
+                seed: int = 1112, defense: DefenseSpec | None = None, poison_ratio: float = 1.0) -> VictimSpec:
+    """The victim `bench victim` names: on the poison of `attack` (made with ResNet-18 as in the paper), on a
+    `poison_ratio` share of the data, with `defense` (ValueError for anything invalid)."""
+    return VictimSpec(algorithm, arch, dataset, attack_spec(attack, dataset, algorithm, scale), scale=scale,
+                      seed=seed, defense=defense, poison_ratio=poison_ratio)
+
+
+def victim_command(spec: VictimSpec, *, eval_datasets: list[str] | None = None, data_root=None, store=None,
+                   results=None, device=None) -> int:
+    """`bench victim`: train and evaluate one victim (its poison made, or reused when stored), write its
+    record, print its metrics (on rank 0)."""
     init_from_env()  # several processes when launched by torchrun (or submitit with --gpus-per-job)
-    poison = attack_spec(attack, dataset, algorithm, scale)
-    spec = VictimSpec(algorithm, arch, dataset, poison, scale=scale, seed=seed, defense=defense,
-                      poison_ratio=poison_ratio)
-    eval_spec = EvalSpec(tuple(eval_datasets or [dataset]))
+    poison, defense = spec.poison, spec.defense
+    eval_spec = EvalSpec(tuple(eval_datasets or [spec.dataset]))
     made = make_poison(poison, data_root=data_root, store=store, device=device) \
         if poison is not None and not poison.is_clean else None
     record = run_victim(spec, eval_spec, poison=made, data_root=data_root, store=store, results=results,
@@ -199,9 +203,9 @@ def victim_command(algorithm: str, arch: str, dataset: str, *, attack: str = "no
         return 0
     rows = [[name, f"{m['probe_best']:.2f}", f"{m['probe_final']:.2f}", f"{m['knn']:.2f}",
              f"{m['test_accuracy']:.2f}" if "test_accuracy" in m else "-"] for name, m in record["metrics"].items()]
-    extra = "".join([f", {poison_ratio:g} of it poisoned" if poison_ratio != 1 else "",
+    extra = "".join([f", {spec.poison_ratio:g} of it poisoned" if spec.poison_ratio != 1 else "",
                      f", defense {defense.label}" if defense is not None and not defense.is_none else ""])
-    print(f"{algorithm} / {arch} on {record['data']['train']}{extra} [{scale}]; "
+    print(f"{spec.algorithm} / {spec.arch} on {record['data']['train']}{extra} [{spec.scale}]; "
           f"train {record['timing']['train_s']} s, total {record['timing']['total_s']} s")
     print(tabulate(rows, headers=["probed", "probe best", "probe final", "kNN", "test acc"]))
     return 0

@@ -16,23 +16,21 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from attacks import ATTACKS
 from attacks.contrastive_poisoning import budget, surrogate
 from attacks.spec import AttackSpec
 from victims.recipes import build_encoder, model_settings
 
 from ..jobs.import_poison import import_poison
+from ..jobs.splits import describe, load_split
 from ..paths import store_root
 from ..records import RECORD_FORMAT, environment, now, record_path, results_root, write_json_atomic
 from ..scales import get_scale
 from ..specs import EvalSpec, VictimSpec
-from ..jobs.splits import describe, load_split
 from .reference import Reference
 
 CL_ALG = {"simclr": "SimCLR", "moco": "MoCov2", "byol": "BYOL"}
@@ -53,9 +51,8 @@ def run_reference(task_name: str, workdir: Path, reference: Reference, task: dic
         aside = workdir.with_name(f"{workdir.name}.superseded-{time.strftime('%Y%m%d-%H%M%S')}")
         workdir.rename(aside)
         workdir.mkdir(parents=True)
-        for name in ("inputs.pt",):  # the inputs are the same images: move them back
-            if (aside / name).is_file():
-                (aside / name).rename(workdir / name)
+        if (aside / "inputs.pt").is_file():  # the images just handed over: they stay with the new run
+            (aside / "inputs.pt").rename(workdir / "inputs.pt")
     (workdir / "task.json").write_text(json.dumps(task, indent=1))
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     with open(workdir / "log.txt", "a") as out:

@@ -11,7 +11,8 @@ Adapted from outside its files only (nothing of theirs is copied or edited):
   `torch.utils.tensorboard` (their main.py imports its SummaryWriter; nothing is logged), and `.cuda()` a
   no-op (their MoCo batch shuffle moves its permutation to the GPU);
 - a gloo process group of world size 1 stands for their 4-process NCCL launch, and their DDP wrapper is
-  kept (their loop reaches the model through `.module`);
+  kept (their loop reaches the model through `.module`); the task's `gradient_share` gives their parameters
+  the share of each gradient the launch would (SimCLR: 1/4, `theirs.build`);
 - `torch.clamp` and `Tensor.clamp` get back the gradient torch 1.x gave at their bounds (`theirs.torch1_clamp`,
   docs/parity.md: without it their perturbation freezes at the eps bound on a current torch);
 - their ResNet builder is handed our network (`model_dict[arch]`) where a scale narrower than theirs is

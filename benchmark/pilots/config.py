@@ -98,9 +98,8 @@ class PilotConfig:
                               * (1 + self.cp_s_num_steps) / 6, 1)}
 
 
-# The pilots of the study, in the order they were planned (docs/evidence.md, "Pilots"): the mini setting
-# itself, then one axis at a time. (More CP-C work alone is not among them: the budget curve measured it,
-# CP-C damage -0.08 at 40 epochs and -0.11 at 160.)
+# The pilots of the study, in the order they were planned (docs/evidence.md, "Pilots", says why these): the
+# mini setting itself, then one axis at a time.
 PILOTS: dict[str, PilotConfig] = {p.name: p for p in (
     PilotConfig("mini", note="the mini scale as it is (its own records: nothing re-run)"),
     PilotConfig("w0.25-px16", width=0.25, input_px=16,

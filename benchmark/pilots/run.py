@@ -20,7 +20,7 @@ from attacks import ATTACKS
 from attacks.spec import AttackSpec
 
 from ..jobs.poison import make_poison
-from ..jobs.poison_store import poison_report
+from ..jobs.poison_store import load_poison, poison_report
 from ..jobs.splits import load_split
 from ..jobs.victim import run_victim
 from ..records import now, read_record, record_path, results_root, write_json_atomic
@@ -118,8 +118,6 @@ class PilotRun:
 
     def diagnostics(self, attack: str, record: dict) -> dict | None:
         spec = attack_spec(attack, self.scale.name)
-        from ..jobs.poison_store import load_poison
-
         poison = load_poison(spec, self.store)
         if poison is None:
             return None
