@@ -50,6 +50,7 @@ def _case(name):
     ("turn-moco-class", {"state_updates": "step"}, "state (250 tensors)"),  # key encoder moved after steps only
     ("victim-byol", {"momentum": 0.999}, "state (267 tensors)"),  # another EMA
     ("ddp4-simclr", {"gradient_share": 1.0}, "grad (64 tensors)"),  # not their 4-process quarter gradient
+    ("victim-simclr-share", {"gradient_share": 1.0}, "state (124 tensors)"),  # the harness's hook not matched
 ])
 def test_the_comparison_catches_a_departure(name, change, quantity):
     case = _case(name)

@@ -36,7 +36,8 @@ def their_model(case: dict, state: dict, delta: torch.Tensor):
         "moco_dim": F.HEADS["out_dim"], "moco_m": F.HEADS["momentum"], "baseline": case["kind"] == "victim",
         "warm": case["kind"] == "victim", "warm_epochs": 1, "warmup_from": 0.01}})
     task = {"width": F.WIDTH, "byol": {"hidden_dim": F.HEADS["byol_hidden"], "out_dim": F.HEADS["out_dim"],
-                                       "momentum": F.HEADS["momentum"]}}
+                                       "momentum": F.HEADS["momentum"]},
+            "gradient_share": case.get("gradient_share", 1.0)}  # the e2e harness's emulated 4-process launch
     # their SimCLR builds ResNetWithHead(arch) with its default 128-d output: the fixtures' head is smaller
     base = theirs.REF["resnet"].ResNetWithHead
     theirs.REF["model"].ResNetWithHead = lambda arch, **kw: base(arch=arch, **{"feat_dim": F.HEADS["out_dim"], **kw})
