@@ -15,7 +15,7 @@ from tabulate import tabulate
 from attacks import ATTACKS
 from attacks.external import external_spec, is_external
 from attacks.spec import AttackSpec
-from victims.algorithms import contrastive_algorithms
+from victims.algorithms import contrastive_algorithms, table_algorithms
 from victims.registry import Registry
 
 from defenses import DEFENSES, DefenseSpec
@@ -77,7 +77,7 @@ GRIDS: Registry[Callable[[str], list[Cell]]] = Registry("grid")
 
 @GRIDS.register("effectiveness")
 def effectiveness(scale: str) -> list[Cell]:
-    columns = [(d, a) for d in ("cifar10", "cifar100") for a in contrastive_algorithms()] + [("imagenet100", "simclr")]
+    columns = [(d, a) for d in ("cifar10", "cifar100") for a in table_algorithms()] + [("imagenet100", "simclr")]
     rows = ["none", "random", "cp-s", "cp-c", *registered_rows("effectiveness"), CONTROL]
     return [victim_cell("effectiveness", row, f"{d}/{a}", algorithm=a, dataset=d, scale=scale)
             for row in rows for d, a in columns]
@@ -102,14 +102,14 @@ def architectures(scale: str) -> list[Cell]:
 
 @GRIDS.register("transfer_supervised")
 def transfer_supervised(scale: str) -> list[Cell]:
-    rows = [*BASELINE_ROWS, *(f"cp-c@{a}" for a in contrastive_algorithms()), *registered_rows("transfer_supervised")]
+    rows = [*BASELINE_ROWS, *(f"cp-c@{a}" for a in table_algorithms()), *registered_rows("transfer_supervised")]
     return [victim_cell("transfer_supervised", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
             for row in rows for victim in ("supervised", "simclr")]
 
 
 @GRIDS.register("transfer_algorithms")
 def transfer_algorithms(scale: str) -> list[Cell]:
-    algorithms = contrastive_algorithms()
+    algorithms = table_algorithms()
     rows = [*BASELINE_ROWS, *(f"{k}@{a}" for k in ("cp-s", "cp-c") for a in algorithms),
             *registered_rows("transfer_algorithms"), CONTROL]
     return [victim_cell("transfer_algorithms", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
@@ -120,7 +120,7 @@ def transfer_algorithms(scale: str) -> list[Cell]:
 def motivation(scale: str) -> list[Cell]:
     return [victim_cell("motivation", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
             for row in ("none", "ap-t", *registered_rows("motivation"), CONTROL)
-            for victim in ("supervised", *contrastive_algorithms())]
+            for victim in ("supervised", *table_algorithms())]
 
 
 def surrogate_row(name: str, algorithm: str = "simclr") -> str:
@@ -163,11 +163,26 @@ def leaderboard(scale: str) -> list[Cell]:
     """Every ranked attack on every victim of the leaderboard's CIFAR-10 panel (SimCLR, MoCo v2, BYOL,
     supervised; ResNet-18), so that none is left incomplete for want of a cell: most cells are other tables'
     (shared records); the new ones are CP-S (each surrogate) and random noise on the supervised victim."""
-    algorithms = contrastive_algorithms()
+    algorithms = table_algorithms()
     rows = ["none", "random", *(f"{k}@{a}" for k in ("cp-s", "cp-c") for a in algorithms), *BASELINE_ROWS,
             *(surrogate_row(r) for r in registered_rows("effectiveness"))]
     return [victim_cell("leaderboard", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
             for row in dict.fromkeys(rows) for victim in (*algorithms, "supervised")]
+
+
+BEYOND_ROWS = ("none", "random", "cp-s", "cp-c", "ue-s", "ap-t")
+
+
+@GRIDS.register("beyond")
+def beyond(scale: str) -> list[Cell]:
+    """Beyond the paper (issue 36): each attack against every registered victim, the successors included
+    (SimSiam, Barlow Twins; the supervised victim first), on CIFAR-10 with ResNet-18. Contrastive poisons are
+    made with SimCLR (`cp-s@simclr`), so that every column sees the same poison; a new attack joins with
+    `extra_rows_in = ("beyond",)`. The paper column holds the successors' authors' headline numbers
+    (results/paper/beyond.csv)."""
+    rows = [surrogate_row(r) for r in dict.fromkeys([*BEYOND_ROWS, *registered_rows("beyond")])]
+    return [victim_cell("beyond", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
+            for row in (*rows, CONTROL) for victim in ("supervised", *contrastive_algorithms())]
 
 
 @GRIDS.register("all")

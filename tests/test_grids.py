@@ -16,7 +16,7 @@ TABLES = ["effectiveness", "downstream", "architectures", "transfer_supervised",
 
 
 def test_grid_names_and_unknown_grid():
-    assert GRIDS.names() == TABLES + ["defenses", "ratio", "leaderboard", "all"]
+    assert GRIDS.names() == TABLES + ["defenses", "ratio", "leaderboard", "beyond", "all"]
     with pytest.raises(UnknownNameError, match="valid grids: effectiveness, downstream"):
         grid_cells("table9", "mini")
 
@@ -29,6 +29,19 @@ def test_every_paper_cell_is_a_grid_cell_plus_the_control_row(grid):
     paper = paper_values(grid)
     assert set(paper) <= set(keys)
     assert {k for k in keys if k not in paper} == {k for k in keys if k[0] == "untrained"}
+
+
+def test_the_successors_are_measured_in_the_beyond_grid_not_in_the_paper_s_tables():
+    """SimSiam and Barlow Twins are registered (a victim of any grid) but columns of `beyond` only; there every
+    victim sees the same SimCLR-made poisons, and the paper column's cells are grid cells."""
+    in_tables = {c.victim.algorithm for g in TABLES for c in grid_cells(g, "mini")}
+    assert not {"simsiam", "barlow_twins"} & in_tables
+    cells = grid_cells("beyond", "mini")
+    assert [c for c in cells if c.row == "none"][0].column == "supervised"
+    assert {c.column for c in cells} == {"supervised", "simclr", "moco", "byol", "simsiam", "barlow_twins"}
+    poisons = {c.victim.poison.key for c in cells if c.row == "cp-s@simclr"}
+    assert len(poisons) == 1 and all(c.victim.poison.algorithm == "simclr" for c in cells if c.row == "cp-c@simclr")
+    assert set(paper_values("beyond")) <= {(c.row, c.column) for c in cells}
 
 
 def test_cells_map_to_the_right_specs():
@@ -60,7 +73,7 @@ def test_the_same_experiment_in_several_tables_is_one_job():
            and c.victim.poison.algorithm == "simclr"]
     undefended = [c for c in cps if c.victim.defense is None and c.victim.poison_ratio == 1]
     assert {c.grid for c in undefended} == {"effectiveness", "downstream", "architectures", "transfer_algorithms",
-                                            "defenses", "ratio", "leaderboard"}  # defense none, ratio 1.0
+                                            "defenses", "ratio", "leaderboard", "beyond"}  # defense none, ratio 1.0
     assert len({c.victim.key for c in undefended}) == 1
     assert len({c.victim.key for c in cps}) == len(DEFENSES.names()) + 3  # each defense; ratios 0.2, 0.5, 0.8
     assert len(victims) < len(cells)

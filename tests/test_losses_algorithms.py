@@ -203,8 +203,8 @@ def test_supervised_uses_labels_and_has_no_pair_loss():
 
 
 def test_registry_lists_algorithms():
-    assert ALGORITHMS.names() == ["simclr", "moco", "byol", "supervised"]
-    with pytest.raises(UnknownNameError, match="simclr, moco, byol, supervised"):
+    assert ALGORITHMS.names() == ["simclr", "moco", "byol", "supervised", "simsiam", "barlow_twins"]
+    with pytest.raises(UnknownNameError, match="simclr, moco, byol, supervised, simsiam, barlow_twins"):
         ALGORITHMS.get("swav")
 
 

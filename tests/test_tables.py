@@ -188,7 +188,7 @@ def test_rendered_tables_equal_the_expected_files(results, tmp_path, capsys):
     check_expected("summary.csv", (out / "summary.csv").read_text())
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{g}.{e}" for g in ("effectiveness", "downstream", "architectures", "transfer_supervised",
-                               "transfer_algorithms", "motivation", "defenses", "ratio", "leaderboard")
+                               "transfer_algorithms", "motivation", "defenses", "ratio", "leaderboard", "beyond")
          for e in ("md", "tex", "csv")] + ["summary.csv"])
 
 

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 from victims.normalization import normalization_for
 
-__all__ = ["to_float", "contrastive_augment", "probe_augment", "supervised_augment", "eval_transform"]
+__all__ = ["to_float", "contrastive_augment", "probe_augment", "supervised_augment", "eval_transform", "solo_view",
+           "PerView"]
 
 
 def to_float(images: Tensor) -> Tensor:
@@ -86,6 +87,38 @@ def contrastive_augment(size: int, dataset: str) -> nn.Module:
         K.RandomGrayscale(p=0.2),
         _normalize(dataset),
     )
+
+
+def solo_view(size: int, dataset: str, *, saturation: float = 0.4, blur_p: float = 0.0,
+              solarize_p: float = 0.0, crop_scale: tuple[float, float] = (0.08, 1.0)) -> nn.Module:
+    """One view of solo-learn's CIFAR pipelines (solo/data/pretrain_dataloader.py:218-266, the YAMLs of
+    scripts/pretrain/cifar/augmentations/): crop (0.08..1) -> jitter(0.4, 0.4, `saturation`, 0.1) p 0.8 ->
+    grayscale p 0.2 -> Gaussian blur (sigma 0.1..2) p `blur_p` -> solarize p `solarize_p` -> flip -> normalise.
+    Solarisation inverts pixels >= 0.5, which on uint8 images is PIL's default threshold 128 exactly; the crop
+    resamples bilinearly where solo-learn's is bicubic, and the blur is a true Gaussian where PIL's is its
+    box approximation (docs/fidelity.md)."""
+    augs: list[nn.Module] = [_rrc(size, crop_scale), K.ColorJitter(0.4, 0.4, saturation, 0.1, p=0.8),
+                             K.RandomGrayscale(p=0.2)]
+    if blur_p > 0:
+        augs.append(K.RandomGaussianBlur((13, 13), (0.1, 2.0), border_type="replicate", p=blur_p))
+    if solarize_p > 0:
+        augs.append(K.RandomSolarize(0.0, 0.0, p=solarize_p))
+    return _Pipeline(*augs, K.RandomHorizontalFlip(), _normalize(dataset))
+
+
+class PerView(nn.Module):
+    """A different pipeline for each view (solo-learn's asymmetric augmentations): called, as the trainer
+    calls a view pipeline, on the batch repeated once per view, it gives the k-th repeat the k-th pipeline."""
+
+    def __init__(self, *pipelines: nn.Module) -> None:
+        super().__init__()
+        self.pipelines = nn.ModuleList(pipelines)
+
+    def forward(self, images: Tensor) -> Tensor:
+        k = len(self.pipelines)
+        if images.shape[0] % k:
+            raise ValueError(f"expected the batch repeated once per view ({k} views), got {images.shape[0]} images")
+        return torch.cat([p(part) for p, part in zip(self.pipelines, images.chunk(k))])
 
 
 def probe_augment(size: int, dataset: str) -> nn.Module:

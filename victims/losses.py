@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .distributed import gather_with_grad, rank
+from .distributed import gather_with_grad, is_distributed, rank, world_size
 
 
 def wide(t: torch.Tensor) -> torch.Tensor:
@@ -46,6 +46,24 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """BYOL's regression loss as the official CP code has it: -cos(p, z), averaged (in [-1, 1]; the
     gradient is half that of BYOL's paper form 2 - 2 cos). Gradient reaches z unless the caller detaches it."""
     return -F.cosine_similarity(wide(p), wide(z), dim=1).mean()
+
+
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, *, lamb: float = 0.0051,
+                      scale_loss: float = 0.1) -> torch.Tensor:
+    """Barlow Twins (Zbontar et al., 2021) as solo-learn has it (solo/losses/barlow.py:42-60): each view's
+    embedding standardised over the batch (a BatchNorm1d without affine, batch statistics), their cross-
+    correlation C = z1n^T z2n / N, and `scale_loss` * [sum_i (1 - C_ii)^2 + `lamb` * sum_{i != j} C_ij^2]."""
+    z1, z2 = wide(z1), wide(z2)
+    n = z1.shape[0]
+    z1 = F.batch_norm(z1, None, None, training=True)
+    z2 = F.batch_norm(z2, None, None, training=True)
+    c = z1.T @ z2 / n
+    if is_distributed():  # solo-learn: the processes' correlations averaged (per-process standardisation)
+        import torch.distributed.nn.functional as dist_fn
+        c = dist_fn.all_reduce(c) / world_size()
+    on = torch.diagonal(c)
+    off = c.pow(2).sum() - on.pow(2).sum()
+    return scale_loss * ((1 - on).pow(2).sum() + lamb * off)
 
 
 def temperature_scale(temperature: float, base_temperature: float | None) -> float:

@@ -33,6 +33,18 @@ _PAPER_TRAIN = {
     "supervised": TrainConfig(epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=0),
 }
 
+# Beyond the paper (issue 36): solo-learn's CIFAR-10 recipes (scripts/pretrain/cifar/{simsiam,barlow}.yaml):
+# batch 256, 10 warm-up epochs from 3e-5, a per-step cosine to 0 (solo/utils/lr_scheduler.py), 1000 epochs;
+# SimSiam SGD lr 0.5 wd 1e-5 (its predictor at a constant lr); Barlow Twins LARS lr 0.3 wd 1e-4 eta 0.02,
+# the ratio clipped, biases and norms excluded. docs/fidelity.md has the rows.
+_SOLO = dict(batch_size=256, warmup_epochs=10, warmup_start_lr=3e-5, final_lr_ratio=0.0, lr_schedule="step")
+_BEYOND_TRAIN = {
+    "simsiam": TrainConfig(epochs=1000, lr=0.5, weight_decay=1e-5, **_SOLO),
+    "barlow_twins": TrainConfig(epochs=1000, lr=0.3, weight_decay=1e-4, optimizer="lars", lars_eta=0.02,
+                                lars_clip=True, lars_exclude_1d=True, **_SOLO),
+}
+_PAPER_TRAIN.update(_BEYOND_TRAIN)
+
 # Mini: CPU-sized (a ResNet-18 at width 0.125, batch 256, tens of epochs); see benchmark/scales.py.
 _MINI_TRAIN = {
     "simclr": TrainConfig(epochs=25, batch_size=256, lr=0.5, weight_decay=1e-4, warmup_epochs=3, checkpoint_every=5,
@@ -43,6 +55,8 @@ _MINI_TRAIN = {
                         embedding_stats=512),
     "supervised": TrainConfig(epochs=40, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=0,
                               checkpoint_every=5),
+    **{name: replace(cfg, epochs=25, warmup_epochs=3, checkpoint_every=5, embedding_stats=512)
+       for name, cfg in _BEYOND_TRAIN.items()},
 }
 
 # What the official code does beyond the textbook algorithms, at every scale (docs/fidelity.md): the SimCLR
@@ -63,13 +77,17 @@ MODELS: dict[str, ModelSettings] = {
         algorithm_settings=_with_official({
             "simclr": {"temperature": 0.5, "out_dim": 128},
             "moco": {"temperature": 0.2, "queue_size": 4096, "momentum": 0.99, "out_dim": 128},
-            "byol": {"momentum": 0.999, "hidden_dim": 4096, "out_dim": 256}})),
+            "byol": {"momentum": 0.999, "hidden_dim": 4096, "out_dim": 256},
+            "simsiam": {"hidden_dim": 2048, "out_dim": 2048, "pred_dim": 512},
+            "barlow_twins": {"hidden_dim": 2048, "out_dim": 2048, "lamb": 0.0051, "scale_loss": 0.1}})),
     "mini": ModelSettings(
         width=0.125, train=_MINI_TRAIN,
         algorithm_settings=_with_official({
             "simclr": {"temperature": 0.5, "out_dim": 128},
             "moco": {"temperature": 0.2, "queue_size": 1024, "momentum": 0.99, "out_dim": 128},
-            "byol": {"momentum": 0.99, "hidden_dim": 512, "out_dim": 128}})),
+            "byol": {"momentum": 0.99, "hidden_dim": 512, "out_dim": 128},
+            "simsiam": {"hidden_dim": 256, "out_dim": 256, "pred_dim": 64},
+            "barlow_twins": {"hidden_dim": 256, "out_dim": 256, "lamb": 0.0051, "scale_loss": 0.1}})),
     "smoke": ModelSettings(
         width=0.125,
         train={name: replace(cfg, epochs=2, batch_size=64, warmup_epochs=1, checkpoint_every=1)
@@ -77,7 +95,9 @@ MODELS: dict[str, ModelSettings] = {
         algorithm_settings=_with_official({
             "simclr": {"temperature": 0.5, "out_dim": 32},
             "moco": {"temperature": 0.2, "queue_size": 256, "momentum": 0.99, "out_dim": 32},
-            "byol": {"momentum": 0.99, "hidden_dim": 64, "out_dim": 32}})),
+            "byol": {"momentum": 0.99, "hidden_dim": 64, "out_dim": 32},
+            "simsiam": {"hidden_dim": 64, "out_dim": 64, "pred_dim": 16},
+            "barlow_twins": {"hidden_dim": 64, "out_dim": 64, "lamb": 0.0051, "scale_loss": 0.1}})),
 }
 
 

@@ -17,6 +17,7 @@ from .algorithms import Algorithm
 from .atomic import atomic_path
 from .augment import to_float
 from .distributed import all_reduce_mean, convert_batchnorm, is_distributed, rank, world_size
+from .lars import LARS
 from .losses import alignment, uniformity
 from .poisoning import Perturbation, apply_delta
 
@@ -44,16 +45,22 @@ class TrainConfig:
     embedding_stats: int = 0  # images used to log alignment/uniformity after each epoch (0 = off)
     lr_schedule: str = "epoch"  # "epoch": the official one (see learning_rate); "step": per-step cosine
     grad_clip: float = 0.0  # clip the gradient's global norm to this before each step (0 = off)
+    optimizer: str = "sgd"  # "sgd" (torch's, with momentum) or "lars" (victims/lars.py, solo-learn's)
+    lars_eta: float = 1e-3  # LARS's trust coefficient
+    lars_clip: bool = False  # LARS: the trust ratio / lr clipped at 1
+    lars_exclude_1d: bool = False  # LARS: biases and norm weights get neither the ratio nor weight decay
 
 
 LR_SCHEDULES = ("epoch", "step")
+OPTIMIZERS = ("sgd", "lars")
 
 
 # TrainConfig fields that do not change the trained weights (how often to save, what to log)
 MEASUREMENT_ONLY = ("checkpoint_every", "embedding_stats")
 # Settings added after records were first written, with the value every earlier run had in effect: a record
 # without them was trained with these (a per-step cosine, no clipping).
-BEFORE_THEY_EXISTED = {"lr_schedule": "step", "grad_clip": 0.0}
+BEFORE_THEY_EXISTED = {"lr_schedule": "step", "grad_clip": 0.0, "optimizer": "sgd", "lars_eta": 1e-3,
+                       "lars_clip": False, "lars_exclude_1d": False}
 
 
 def outcome_settings(config: TrainConfig | dict) -> dict:
@@ -97,6 +104,17 @@ def learning_rate(step: int, steps_per_epoch: int, config: TrainConfig) -> float
     return cosine((step - warmup_steps) / max(1, total_steps - warmup_steps))
 
 
+def build_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of `config.optimizer` over the algorithm's parameter groups (their extra keys, such as
+    `static_lr`, are kept in the groups)."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.optimizer == "lars":
+        return LARS(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                    eta=config.lars_eta, clip=config.lars_clip, exclude_1d=config.lars_exclude_1d)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {config.optimizer!r}")
+
+
 def mix_seed(*parts: int) -> int:
     """One 63-bit seed from several integers (seed, step, chunk, ...)."""
     value = 0
@@ -121,9 +139,7 @@ class Trainer:
             self.algorithm = convert_batchnorm(self.algorithm, self.device)
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.algorithm, device_ids=ids)
-        params = [p for p in self.algorithm.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                                         weight_decay=config.weight_decay)
+        self.optimizer = build_optimizer(self.algorithm.param_groups(), config)
         self.steps_per_epoch = steps_per_epoch
         self.step_count = 0
         chunks = config.view_chunks or world_size()
@@ -160,8 +176,9 @@ class Trainer:
     def step_on_views(self, views: list[torch.Tensor], labels: torch.Tensor) -> float:
         """One optimiser step on views already made (by `views`); returns the global mean loss."""
         self.model.train()
+        lr = learning_rate(self.step_count, self.steps_per_epoch, self.config)
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.step_count, self.steps_per_epoch, self.config)
+            group["lr"] = self.config.lr if group.get("static_lr") else lr
         labels = labels.to(self.device, non_blocking=True)
         amp = self.config.amp and self.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):

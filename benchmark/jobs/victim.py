@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from victims.augment import contrastive_augment, eval_transform, supervised_augment
+from victims.augment import eval_transform
 from victims.distributed import default_device, init_from_env, rank
 from victims.probe import classifier_accuracy, extract_features, knn_accuracy, linear_probe
 from victims.recipes import build_encoder, build_model
@@ -146,8 +146,7 @@ def run_victim(spec: VictimSpec, eval_spec: EvalSpec | None = None, *, poison: P
                                       input_size=source.input_size)
         encoder = algorithm.encoder
         config = victim_train_config(spec)  # the scale's, with its data set's and architecture's epochs
-        augment = (supervised_augment if spec.algorithm == "supervised" else contrastive_augment)(
-            source.input_size, spec.dataset)
+        augment = type(algorithm).augmentation(source.input_size, spec.dataset)  # its recipe's views
         checkpoint = victim_checkpoint(spec.key, poison_info and poison_info["checksum"], store)
         result = fit(algorithm, images, train.labels, config, augment, device=device,
                      perturbation=perturbation, checkpoint=checkpoint, progress=progress, view_hook=view_hook)

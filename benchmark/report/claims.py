@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from victims.algorithms import contrastive_algorithms
+from victims.algorithms import PAPER_ALGORITHMS
 
 from ..grids import attack_spec
 from ..jobs.seeds import Measurement, paired
@@ -106,7 +106,7 @@ def check_claims(results: Path, scale: str) -> list[Claim]:
     per_algorithm, holds = {}, []
     claim = Claim("cp_damage", "CIFAR-10: for each of SimCLR, MoCo v2, BYOL, the stronger of the matched "
                   "CP-S and CP-C poisons has damage >= 0.4")
-    for algorithm in contrastive_algorithms():
+    for algorithm in PAPER_ALGORITHMS:
         d = {row: _round(n.damage(algorithm, row)) for row in ("cp-s", "cp-c")}
         best = max((v for v in d.values() if v is not None), default=None)
         per_algorithm[algorithm] = {**d, "stronger": best}
@@ -119,7 +119,7 @@ def check_claims(results: Path, scale: str) -> list[Claim]:
     changes = {}
     claim = Claim("random_noise", "Random noise changes each contrastive victim's accuracy by at most 3 "
                   "points (victims measured so far)")
-    for algorithm in contrastive_algorithms():
+    for algorithm in PAPER_ALGORITHMS:
         clean, noisy = n.accuracy(algorithm), n.accuracy(algorithm, "random")
         changes[algorithm] = _round(None if clean is None or noisy is None else noisy - clean, 2)
         if changes[algorithm] is not None:
@@ -131,7 +131,7 @@ def check_claims(results: Path, scale: str) -> list[Claim]:
     drops = {}
     claim = Claim("cp_c_supervised", "transfer_supervised: a CP-C poison lowers the supervised victim by "
                   ">= 30 points")
-    for algorithm in contrastive_algorithms():
+    for algorithm in PAPER_ALGORITHMS:
         row = f"cp-c@{algorithm}"
         clean, attacked = n.accuracy("supervised"), n.accuracy("supervised", row)
         drops[row] = _round(None if clean is None or attacked is None else clean - attacked, 2)

@@ -5,14 +5,16 @@ from torch import nn
 
 from ..plugins import GROUPS
 from ..registry import Registry
+from .barlow_twins import BarlowTwins
 from .base import Algorithm, MomentumAlgorithm
 from .byol import BYOL
 from .moco import MoCo
 from .simclr import SimCLR
+from .simsiam import SimSiam
 from .supervised import Supervised
 
 ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm")
-for _cls in (SimCLR, MoCo, BYOL, Supervised):
+for _cls in (SimCLR, MoCo, BYOL, Supervised, SimSiam, BarlowTwins):
     ALGORITHMS.register(_cls.name)(_cls)
 
 
@@ -25,7 +27,10 @@ def _adopt_algorithm(name: str, obj: object) -> type[Algorithm]:
     return obj
 
 
-ALGORITHMS.plugins_from(GROUPS["algorithm"], _adopt_algorithm)  # the four above are built-in
+ALGORITHMS.plugins_from(GROUPS["algorithm"], _adopt_algorithm)  # the six above are built-in
+
+# The algorithms the paper measures (its claims are about these; the grids take every registered one)
+PAPER_ALGORITHMS = ("simclr", "moco", "byol")
 
 
 def contrastive_algorithms() -> list[str]:
@@ -33,10 +38,17 @@ def contrastive_algorithms() -> list[str]:
     return [name for name in ALGORITHMS if ALGORITHMS.get(name).contrastive]
 
 
+def table_algorithms() -> list[str]:
+    """The contrastive algorithms that are columns of the paper's table grids: the paper's three and any
+    plugin's (not the built-in successors, whose cells are the `beyond` grid's)."""
+    return [name for name in contrastive_algorithms() if ALGORITHMS.get(name).paper_tables]
+
+
 def build_algorithm(name: str, encoder: nn.Module, num_classes: int, **settings) -> Algorithm:
     """Wrap `encoder` in algorithm `name` with its heads; `settings` override the paper's defaults."""
     return ALGORITHMS.get(name)(encoder, num_classes, **settings)
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "MomentumAlgorithm", "BYOL", "MoCo", "SimCLR", "Supervised", "build_algorithm",
-           "contrastive_algorithms"]
+__all__ = ["ALGORITHMS", "PAPER_ALGORITHMS", "Algorithm", "MomentumAlgorithm", "BarlowTwins", "BYOL", "MoCo", "SimCLR",
+           "SimSiam", "Supervised", "build_algorithm", "contrastive_algorithms",
+           "table_algorithms"]

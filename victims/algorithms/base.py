@@ -7,6 +7,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..augment import contrastive_augment
+
 
 class Algorithm(nn.Module):
     """An encoder with the heads and state of one learning algorithm.
@@ -19,6 +21,10 @@ class Algorithm(nn.Module):
     name: ClassVar[str]
     contrastive: ClassVar[bool] = True  # trained on two views without labels (a column of the CL tables)
     gpu_hours: ClassVar[float] = 8.0  # rough cost of one victim at the paper scale on CIFAR-10 (A100 hours)
+    # a column of the paper's table grids (the paper's algorithms, and a plugin's by default); the built-in
+    # successors (SimSiam, Barlow Twins) are measured in the `beyond` grid instead, so that the paper's grids
+    # stay the paper's cells
+    paper_tables: ClassVar[bool] = True
 
     def __init__(self, encoder: nn.Module):
         super().__init__()
@@ -37,6 +43,17 @@ class Algorithm(nn.Module):
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         """The embedding the algorithm's loss compares (projection output), for alignment/uniformity."""
         raise NotImplementedError
+
+    @classmethod
+    def augmentation(cls, size: int, dataset: str) -> nn.Module:
+        """The views its recipe trains on: the paper's SimCLR-style pipeline (victims/augment.py), called
+        on the batch repeated once per view. An algorithm whose authors use other views overrides this."""
+        return contrastive_augment(size, dataset)
+
+    def param_groups(self) -> list[dict]:
+        """The optimiser's parameter groups: one by default. A group with `static_lr` keeps the base
+        learning rate through warm-up and cosine (solo-learn's `static_lr`, e.g. SimSiam's predictor)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     @torch.no_grad()
     def on_step_end(self) -> None:

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..augment import supervised_augment
 from .base import Algorithm
 
 
@@ -33,3 +34,8 @@ class Supervised(Algorithm):
 
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         return self.encoder(views)
+
+    @classmethod
+    def augmentation(cls, size: int, dataset: str) -> nn.Module:
+        """The supervised recipe's crop and flip (victims/augment.py)."""
+        return supervised_augment(size, dataset)
