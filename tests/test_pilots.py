@@ -178,14 +178,38 @@ def test_a_tiny_pilot_runs_every_stage_on_real_cifar10_and_resumes(shared_data, 
         stamps = [p.stat().st_mtime_ns for p in records]
         assert main(args + [a for item in TINY for a in ("--set", item)]) == 0  # done stages are not run again
         assert [p.stat().st_mtime_ns for p in records] == stamps
+        # a second victim seed: each seed's damage against its own clean victim, their mean and spread
+        assert main(args[:-4] + ["clean", "random", "--seeds", "1112", "1113"]
+                    + [a for item in TINY for a in ("--set", item)]) == 0
+        summary = json.loads((results / "tiny.json").read_text())
+        random = summary["attacks"]["random"]
+        assert set(summary["clean_seeds"]) == {"1112", "1113"} and set(random["seeds"]) == {"1112", "1113"}
+        assert random["seeds"]["1112"]["probe"] == random["probe"]
+        assert random["seeds"]["1112"]["clean"] == summary["clean"] != random["seeds"]["1113"]["clean"]
+        assert "seeds" not in summary["attacks"]["cp-c"]  # one seed only
         assert main(["pilot", "table", "--results", str(results), "--figures", str(tmp_path / "fig")]) == 0
         table = (results / "table.md").read_text()
         assert "| tiny | per_class=64, classes=2" in table
+        assert main(args + ["--seeds", "7"] + [a for item in TINY for a in ("--set", item)]) == 2
     finally:
         unregister_scale("pilot-tiny")
     capsys.readouterr()
     assert main(["pilot", "run", "nothing"]) == 2
     assert "unknown pilot 'nothing'" in capsys.readouterr().err
+
+
+def test_seed_damages_pair_each_seed_with_its_own_clean_victim():
+    from benchmark.pilots.run import seed_summary
+
+    out = seed_summary({1112: (50.0, 45.0), 1113: (52.0, 44.0), 1114: (29.0, 28.0)}, 30.0)
+    assert out["seeds"][1112]["damage"] == 0.25 and out["seeds"][1113]["damage"] == pytest.approx(8 / 22, abs=1e-3)
+    assert out["seeds"][1114]["damage"] is None  # clean below the floor: undefined, left out of the mean
+    assert out["damage_mean"] == pytest.approx((0.25 + 8 / 22) / 2, abs=1e-3)
+    assert out["damage_spread"] == pytest.approx(abs(0.25 - 8 / 22) / 2 ** 0.5, abs=1e-3)
+    assert "damage_mean" not in seed_summary({1112: (50.0, 45.0)}, 30.0)
+    row = render([{"pilot": {"name": "p"}, "changes": {}, "data": "d", "clean": 50.0, "untrained": 30.0,
+                   "attacks": {"cp-c": {"damage": 0.25, **out}}}])
+    assert "0.31 ± 0.08 (2 seeds)" in row
 
 
 def test_the_table_renders_what_is_missing_as_a_dash():

@@ -57,7 +57,11 @@ def cmd_pilot(args: argparse.Namespace) -> int:
 
     run = PilotRun(config, results=results, store=args.store, data_root=args.data_root, device=args.device,
                    mini_results=args.mini_results)
-    summary = run.run(tuple(args.stages))
+    try:
+        summary = run.run(tuple(args.stages), tuple(args.seeds))
+    except ValueError as err:
+        print(f"bench pilot run: {err}", file=sys.stderr)
+        return 2
     print(f"pilot {config.name} ({summary['data']}): clean {summary['clean']}, floor {summary['untrained']}; "
           + "; ".join(f"{a} damage {e['damage']}" for a, e in summary["attacks"].items())
           + f"; summary {run.summary_path}")
@@ -77,6 +81,9 @@ def add_pilot_command(sub: argparse._SubParsersAction) -> None:
                         "cp_s_num_steps)")
     p.add_argument("--stages", nargs="+", default=list(DEFAULT_STAGES), choices=STAGES,
                    help=f"run: which stages (default: {' '.join(DEFAULT_STAGES)})")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1112], metavar="SEED",
+                   help="run: victim seeds of the clean and attacked victims (poisons and floor: 1112); the "
+                        "summary gives each seed's damage and their mean and spread")
     p.add_argument("--results", metavar="DIR", default=str(RESULTS), help="pilot records and summaries")
     p.add_argument("--mini-results", metavar="DIR", default="results", help="run mini: the mini scale's results "
                    "folder, whose records the mini pilot reads (and adds to)")

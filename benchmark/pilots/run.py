@@ -34,6 +34,8 @@ DATASET, ARCH, ALGORITHM = "cifar10", "resnet18", "simclr"
 STAGES = ("untrained", "clean", "cp-c", "cp-s", "random", "supervised")
 DEFAULT_STAGES = ("untrained", "clean", "cp-c", "cp-s")
 ATTACK_STAGES = ("cp-c", "cp-s", "random")
+SEED = 1112  # the poisons' seed, the floor's, and the first victim seed
+VICTIM_SEEDS = (1112, 1113, 1114, 1115, 1116)  # the victim seeds a summary looks for (`--seeds`)
 
 
 def attack_spec(attack: str, scale: str) -> AttackSpec:
@@ -94,10 +96,14 @@ class PilotRun:
                  f"{cell_metric(record, DATASET):.2f} ({time.perf_counter() - started:.0f} s)")
         return record
 
-    def run(self, stages: tuple[str, ...] = DEFAULT_STAGES) -> dict:
+    def run(self, stages: tuple[str, ...] = DEFAULT_STAGES, seeds: tuple[int, ...] = (SEED,)) -> dict:
+        """The stages' victims for each victim seed in `seeds` (the poisons and the untrained floor: seed
+        1112 only; a victim seed's spread is what the summary's damage spread measures)."""
         unknown = sorted(set(stages) - set(STAGES))
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; stages: {list(STAGES)}")
+        if not seeds or set(seeds) - set(VICTIM_SEEDS):
+            raise ValueError(f"victim seeds must be among {list(VICTIM_SEEDS)}, got {list(seeds)}")
         images = self.config.per_class * self.config.classes
         if "supervised" in stages and images < self.scale.train["supervised"].batch_size:
             raise ValueError(f"the supervised stage needs at least one batch of "
@@ -106,13 +112,12 @@ class PilotRun:
         for stage in (s for s in STAGES if s in stages):  # in the order that makes the floor and clean first
             if stage == "untrained":
                 self.victim(victim_spec(name, algorithm=CONTROL))
-            elif stage == "clean":
-                self.victim(victim_spec(name))
             elif stage == "supervised":
                 self.victim(victim_spec(name, algorithm="supervised"))
                 self.victim(victim_spec(name, "cp-c", algorithm="supervised"))
             else:
-                self.victim(victim_spec(name, stage))
+                for seed in seeds:
+                    self.victim(victim_spec(name, None if stage == "clean" else stage, seed=seed))
             self.write_summary()
         return self.write_summary()
 
@@ -141,6 +146,10 @@ class PilotRun:
                      "untrained": floor_acc, "clean": clean_acc, "clean_victim_minutes":
                      _minutes(victim_seconds(clean)), "clean_numbers": diagnose.victim_numbers(clean),
                      "attacks": {}, "updated": now()}
+        cleans = {seed: cell_metric(r, DATASET) for seed in VICTIM_SEEDS
+                  if (r := self.record(victim_spec(name, seed=seed))) is not None}
+        if len(cleans) > 1:
+            out["clean_seeds"] = cleans
         for attack in ATTACK_STAGES:
             record = self.record(victim_spec(name, attack))
             if record is None:
@@ -155,6 +164,7 @@ class PilotRun:
                 "victim_minutes": _minutes(victim_seconds(record)),
                 "victim_numbers": diagnose.victim_numbers(record), "record": record["key"][:20],
                 "diagnostics": before["diagnostics"] if same else self.diagnostics(attack, record)}
+            out["attacks"][attack].update(self.seed_damages(attack, cleans, floor_acc))
         supervised = self.record(victim_spec(name, algorithm="supervised"))
         if supervised is not None:
             poisoned = self.record(victim_spec(name, "cp-c", algorithm="supervised"))
@@ -162,10 +172,32 @@ class PilotRun:
                                  "cp-c": cell_metric(poisoned, DATASET) if poisoned else None}
         return out
 
+    def seed_damages(self, attack: str, cleans: dict[int, float], floor: float | None) -> dict:
+        """The victim seeds' numbers of `attack` (see seed_summary) where two seeds or more were run."""
+        pairs = {}
+        for seed, clean in cleans.items():
+            record = self.record(victim_spec(self.scale.name, attack, seed=seed))
+            if record is not None:
+                pairs[seed] = (clean, cell_metric(record, DATASET))
+        return seed_summary(pairs, floor) if len(pairs) > 1 else {}
+
     def write_summary(self) -> dict:
         summary = self.summary(_read(self.summary_path))
         write_json_atomic(self.summary_path, summary)
         return summary
+
+
+def seed_summary(pairs: dict[int, tuple[float, float]], floor: float | None) -> dict:
+    """Each victim seed's clean and poisoned probe and its damage (against its own clean victim), and the
+    mean and sample standard deviation of the damages where two or more are defined."""
+    seeds = {seed: {"clean": clean, "probe": probe, "damage": _round(damage(clean, probe, floor))}
+             for seed, (clean, probe) in pairs.items()}
+    values = [e["damage"] for e in seeds.values() if e["damage"] is not None]
+    out: dict = {"seeds": seeds}
+    if len(values) > 1:
+        t = torch.tensor(values, dtype=torch.float64)
+        out.update(damage_mean=_round(float(t.mean())), damage_spread=_round(float(t.std())))
+    return out
 
 
 def _read(path: Path) -> dict:
