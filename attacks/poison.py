@@ -1,4 +1,5 @@
-"""The Poison artifact: what an attacker releases, an 8-bit perturbation with its spec and a checksum.
+"""The Poison artifact: what an attacker releases, an integer perturbation with its spec and a checksum: int8
+pixels for a bound up to 127/255 (every norm-bounded attack), int16 beyond (an unbounded transform, e.g. CUDA).
 
 Stored as safetensors (no pickle) and verified on load: format, dtype, shape, bound, checksum, spec.
 """
@@ -42,6 +43,11 @@ def eps_to_pixels(eps: float) -> int:
     return int(round(float(eps) * 255))
 
 
+def delta_dtype(eps_pixels: int) -> torch.dtype:
+    """The storage of a delta bounded by `eps_pixels`: int8 up to 127, int16 up to 255 (an unbounded change)."""
+    return torch.int8 if eps_pixels <= 127 else torch.int16
+
+
 def checksum(delta: torch.Tensor, index: torch.Tensor, spec: dict, per: str, eps: float) -> str:
     """sha256 over the delta bytes, the index bytes and canonical JSON of (spec, per, eps, shape)."""
     h = hashlib.sha256()
@@ -53,7 +59,8 @@ def checksum(delta: torch.Tensor, index: torch.Tensor, spec: dict, per: str, eps
 
 @dataclass
 class Poison:
-    """An int8 perturbation in pixel units, (N, 3, H, W) per sample or (C, 3, H, W) per class.
+    """An integer perturbation in pixel units, (N, 3, H, W) per sample or (C, 3, H, W) per class: int8, or
+    int16 where the bound is over 127 pixels (`delta_dtype`).
 
     `index[i]` is the sample id (position in the full training split) that row i perturbs
     (per class: arange(C), row c perturbs every image of label c)."""
@@ -81,14 +88,15 @@ class Poison:
     @classmethod
     def create(cls, delta: torch.Tensor, per: str, eps: float, spec: AttackSpec | dict,
                index: torch.Tensor | None = None) -> "Poison":
-        """Quantise a pixel-unit delta (float: rounded; integer: as is), clamp it to the bound, store int8."""
+        """Quantise a pixel-unit delta (float: rounded; integer: as is), clamp it to the bound, store it as
+        int8 (a bound up to 127/255) or int16 (up to 1: an unbounded change of the image)."""
         e = eps_to_pixels(eps)
-        if not 0.0 <= float(eps) <= 1.0 or e > 127:
-            raise ValueError(f"eps must be in [0, 127/255] to fit int8 pixels, got {eps}")
+        if not 0.0 <= float(eps) <= 1.0:
+            raise ValueError(f"eps must be in [0, 1] (1: any change of the image), got {eps}")
         delta = delta.detach().cpu()
         if delta.is_floating_point():
             delta = delta.round()
-        delta = delta.clamp(-e, e).to(torch.int8).contiguous()
+        delta = delta.to(torch.int16).clamp(-e, e).to(delta_dtype(e)).contiguous()
         index = torch.arange(delta.shape[0]) if index is None else index.detach().cpu().to(torch.int64).contiguous()
         spec = _spec_dict(spec)
         p = cls(delta, per, float(eps), spec, index, checksum(delta, index, spec, per, float(eps)))
@@ -103,8 +111,11 @@ class Poison:
         d, ix = self.delta, self.index
         if self.per not in PERS:
             fail(f"per must be one of {PERS}, not {self.per!r}")
-        if d.dtype != torch.int8:
-            fail(f"delta must be int8 pixel units, not {d.dtype}")
+        if not 0.0 <= self.eps <= 1.0:
+            fail(f"eps must be in [0, 1], got {self.eps}")
+        if d.dtype != delta_dtype(self.eps_pixels):
+            fail(f"delta must be {delta_dtype(self.eps_pixels)} pixel units for a bound of {self.eps_pixels} "
+                 f"pixels, not {d.dtype}")
         if d.ndim != 4 or d.shape[1] != 3:
             fail(f"delta must have shape (rows, 3, H, W), not {tuple(d.shape)}")
         if ix.dtype != torch.int64 or ix.ndim != 1 or ix.numel() != d.shape[0]:
@@ -114,8 +125,6 @@ class Poison:
             fail("a per-class poison's index must be arange(num_classes)")
         if self.per == "sample" and ix.numel() and (ix.min() < 0 or ix.unique().numel() != ix.numel()):
             fail("a per-sample poison's index must hold distinct non-negative sample ids")
-        if not 0.0 <= self.eps <= 1.0:
-            fail(f"eps must be in [0, 1], got {self.eps}")
         if checksum(d, ix, self.spec, self.per, self.eps) != self.checksum:
             fail("checksum mismatch (the delta, index or metadata changed after the poison was made)")
         if d.numel() and int(d.abs().max()) > self.eps_pixels:

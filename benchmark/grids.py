@@ -162,10 +162,11 @@ def ratio(scale: str) -> list[Cell]:
 def leaderboard(scale: str) -> list[Cell]:
     """Every ranked attack on every victim of the leaderboard's CIFAR-10 panel (SimCLR, MoCo v2, BYOL,
     supervised; ResNet-18), so that none is left incomplete for want of a cell: most cells are other tables'
-    (shared records); the new ones are CP-S (each surrogate) and random noise on the supervised victim."""
+    (shared records); the new ones are CP-S (each surrogate) and random noise on the supervised victim. An
+    attack joins with `extra_rows_in` naming `effectiveness` (a paper table too) or `leaderboard` (ranked only)."""
     algorithms = table_algorithms()
     rows = ["none", "random", *(f"{k}@{a}" for k in ("cp-s", "cp-c") for a in algorithms), *BASELINE_ROWS,
-            *(surrogate_row(r) for r in registered_rows("effectiveness"))]
+            *(surrogate_row(r) for r in (*registered_rows("effectiveness"), *registered_rows("leaderboard")))]
     return [victim_cell("leaderboard", row, victim, algorithm=victim, dataset="cifar10", scale=scale)
             for row in dict.fromkeys(rows) for victim in (*algorithms, "supervised")]
 
