@@ -101,8 +101,7 @@ class _AdversarialPoisoning(Attack):
         n = len(labels)
         state = load_state(path, spec, n) or {"key": spec.key, "rows": n, "next": 0,
                                                "delta": torch.zeros(images.shape, dtype=torch.int8)}
-        augment = supervised_augment(size, spec.dataset).to(device)
-        normalize = eval_transform(size, spec.dataset).to(device)
+        augment, normalize = (m.to(device) for m in self.augmentations(spec, p, size))
         bar = tqdm(total=n, initial=state["next"], desc=self.name, unit="img", disable=not progress,
                    dynamic_ncols=True)
         for part in batches(n, p["batch_size"]):
@@ -121,6 +120,15 @@ class _AdversarialPoisoning(Attack):
         bar.close()
         return state["delta"]
 
+    def augmentations(self, spec: AttackSpec, p: dict, size: int):
+        """(the differentiable augmentation of each PGD step, the transform of the final check): the
+        supervised recipe's crop and flip, and its evaluation transform."""
+        return supervised_augment(size, spec.dataset), eval_transform(size, spec.dataset)
+
+    def start(self, shape: torch.Size, eps: float, gen: torch.Generator) -> torch.Tensor:
+        """A random start, uniform in the eps ball (Fowl et al.'s restarts)."""
+        return (torch.rand(shape, generator=gen) * 2 - 1).mul_(eps)
+
     def _batch(self, x: torch.Tensor, y: torch.Tensor, p: dict, logits: Callable, augment, normalize,
                gen: torch.Generator) -> tuple[torch.Tensor, float, float]:
         """PGD from `restarts` random starts on uint8 images `x`; returns the best int8 delta per sample,
@@ -131,7 +139,7 @@ class _AdversarialPoisoning(Attack):
         best_loss = torch.full((len(y),), float("inf"), device=x.device)
         best_hit = torch.zeros(len(y), dtype=torch.bool, device=x.device)
         for _ in range(p["restarts"]):
-            d = (torch.rand(x.shape, generator=gen) * 2 - 1).mul_(eps).to(x.device)
+            d = self.start(x.shape, eps, gen).to(x.device)
             d = (xf + d).clamp_(0, 1) - xf
             for _ in range(p["pgd_steps"]):
                 xa = (xf + d).requires_grad_(True)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from victims.normalization import normalization_for
 
 __all__ = ["to_float", "contrastive_augment", "probe_augment", "supervised_augment", "eval_transform", "solo_view",
-           "PerView"]
+           "PerView", "strength_augment"]
 
 
 def to_float(images: Tensor) -> Tensor:
@@ -119,6 +119,18 @@ class PerView(nn.Module):
         if images.shape[0] % k:
             raise ValueError(f"expected the batch repeated once per view ({k} views), got {images.shape[0]} images")
         return torch.cat([p(part) for p, part in zip(self.pipelines, images.chunk(k))])
+
+
+def strength_augment(size: int, dataset: str, strength: float) -> nn.Module:
+    """AUE/AAP's contrastive-like augmentation of strength s (EhanW/AUE-AAP utils.py:10-23, `Augment.aug_cl`):
+    crop (max(1 - 0.9 s, 0.05)..1) -> flip -> jitter(0.4 s, 0.4 s, 0.4 s, 0.1 s) p min(0.99, 0.8 s) ->
+    grayscale p 0.2 s -> normalise (`raw`: none, as their surrogates see [0, 1] pixels)."""
+    if not 0 < strength <= 1:
+        raise ValueError(f"the augmentation strength must be in (0, 1], got {strength}")
+    s = float(strength)
+    return _Pipeline(_rrc(size, (max(1 - 0.9 * s, 0.05), 1.0)), K.RandomHorizontalFlip(),
+                     K.ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, 0.1 * s, p=min(0.99, 0.8 * s)),
+                     K.RandomGrayscale(p=0.2 * s), _normalize(dataset))
 
 
 def probe_augment(size: int, dataset: str) -> nn.Module:
