@@ -44,7 +44,7 @@ def generate_poison(spec: AttackSpec | dict, images: torch.Tensor, labels: torch
 
 from . import contrastive_poisoning, random_noise  # noqa: E402,F401  (register "cp-c", "cp-s", "random")
 from . import adversarial, unlearnable  # noqa: E402,F401  (register "ap-t", "ap-u", "ue-c", "ue-s")
-from . import augmented, cuda  # noqa: E402,F401  (register "aue", "aap", "cuda": beyond the paper)
+from . import augmented, cuda, tue  # noqa: E402,F401  (register "aue", "aap", "cuda", "tue": beyond the paper)
 
 
 def _adopt_attack(name: str, obj: object) -> type[Attack]:
