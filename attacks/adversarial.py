@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from victims.augment import eval_transform, supervised_augment, to_float
-from victims.train import fit, mix_seed, save_checkpoint
+from victims.train import TrainConfig, fit, mix_seed, save_checkpoint
 
 from .base import Attack, check_inputs, rng_devices
 from .budgets import budget_table
@@ -86,10 +86,9 @@ class _AdversarialPoisoning(Attack):
                    device: torch.device, workdir: str | os.PathLike | None, progress: bool):
         """Train (or reload) the surrogate on clean data; returns (its logits function, input size)."""
         model, config, size = build_surrogate(spec, int(labels.max()) + 1, images.shape[-1])
-        config = replace(config, epochs=p["surrogate_epochs"])
+        config, augment = self.surrogate_recipe(spec, p, config, size)
         checkpoint = None if workdir is None else Path(workdir) / SURROGATE_FILE
-        fit(model, images, labels, config, supervised_augment(size, spec.dataset), device=device,
-            checkpoint=checkpoint, progress=progress)
+        fit(model, images, labels, config, augment, device=device, checkpoint=checkpoint, progress=progress)
         model.to(device).eval()
         for q in model.parameters():
             q.requires_grad_(False)
@@ -119,6 +118,11 @@ class _AdversarialPoisoning(Attack):
             bar.set_postfix(loss=f"{loss:.4f}", success=f"{hit:.2f}")
         bar.close()
         return state["delta"]
+
+    def surrogate_recipe(self, spec: AttackSpec, p: dict, config: TrainConfig, size: int):
+        """(the surrogate's TrainConfig, its training views): the scale's supervised recipe for
+        `surrogate_epochs`, with its crop and flip."""
+        return replace(config, epochs=p["surrogate_epochs"]), supervised_augment(size, spec.dataset)
 
     def augmentations(self, spec: AttackSpec, p: dict, size: int):
         """(the differentiable augmentation of each PGD step, the transform of the final check): the

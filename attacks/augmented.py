@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from victims.augment import eval_transform, strength_augment, to_float
-from victims.train import Trainer, fit, load_checkpoint, mix_seed, save_checkpoint
+from victims.train import TrainConfig, Trainer, load_checkpoint, mix_seed, save_checkpoint
 
-from .adversarial import SURROGATE_FILE, _AdversarialPoisoning
+from .adversarial import _AdversarialPoisoning
 from .base import Attack, AttackParamError, check_inputs, frozen, rng_devices
 from .budgets import budget_table
 from .poison import Poison
@@ -59,7 +59,7 @@ INTS = ("pgd_steps", "batch_size", "rounds", "surrogate_epochs")
 
 def augmented_params(spec: AttackSpec) -> dict[str, Any]:
     """The scale's budget with spec.params over it, the strength resolved for the data set, ranges checked."""
-    p = scaled_params(spec, BUDGETS)
+    p = scaled_params(spec, BUDGETS, INTS)
     if p["strength"] is None:
         p["strength"] = STRENGTH[spec.attack].get(spec.dataset, DEFAULT_STRENGTH[spec.attack])
     if not 0 < float(p["strength"]) <= 1:
@@ -159,19 +159,11 @@ class AugmentedAdversarialPoisoning(_AdversarialPoisoning):
     def params(self, spec: AttackSpec) -> dict[str, Any]:
         return {**augmented_params(spec), "restarts": 1}  # one start, from zero (aap.py:247)
 
-    def _surrogate(self, spec: AttackSpec, p: dict, images: torch.Tensor, labels: torch.Tensor,
-                   device: torch.device, workdir: str | os.PathLike | None, progress: bool):
+    def surrogate_recipe(self, spec: AttackSpec, p: dict, config: TrainConfig, size: int):
         """Their reference model: trained on augmented clean data (strength s, [0, 1] pixels), lr 0.5, cosine."""
-        model, config, size = build_surrogate(spec, int(labels.max()) + 1, images.shape[-1])
         config = replace(config, epochs=p["surrogate_epochs"], batch_size=p["batch_size"], lr=p["lr"],
                          weight_decay=p["weight_decay"], warmup_epochs=0, final_lr_ratio=0.0)
-        checkpoint = None if workdir is None else Path(workdir) / SURROGATE_FILE
-        fit(model, images, labels, config, strength_augment(size, "raw", p["strength"]), device=device,
-            checkpoint=checkpoint, progress=progress)
-        model.to(device).eval()
-        for q in model.parameters():
-            q.requires_grad_(False)
-        return logits_fn(model, config, device), size
+        return config, strength_augment(size, "raw", p["strength"])
 
     def augmentations(self, spec: AttackSpec, p: dict, size: int):
         """The PGD's augmentation and the final check's transform: strength s, and [0, 1] pixels as they are."""

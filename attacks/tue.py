@@ -20,12 +20,12 @@ from tqdm import tqdm
 
 from victims.train import mix_seed, save_checkpoint
 
-from .base import Attack, AttackParamError, check_inputs, params
+from .base import Attack, check_inputs
 from .budgets import budget_table
-from .poison import Poison, eps_to_pixels
+from .poison import Poison
 from .registry import register_attack
 from .spec import AttackSpec
-from .unlearnable import batches, load_state, state_path
+from .unlearnable import batches, load_state, scaled_params, state_path
 
 _TUE = {"eps": 8 / 255, "step_size": 0.8 / 255, "num_steps": 20, "train_step": 20, "batch_size": 512, "epochs": 40}
 BUDGETS = budget_table({
@@ -63,17 +63,7 @@ class TransferableUnlearnable(Attack):
     defaults = BUDGETS["paper"]["tue"]
 
     def params(self, spec: AttackSpec) -> dict[str, Any]:
-        if spec.scale not in BUDGETS:
-            raise AttackParamError(f"tue: no budget for scale {spec.scale!r}; scales: {sorted(BUDGETS)}")
-        p = params(spec, BUDGETS[spec.scale]["tue"])
-        for name in INTS:
-            if int(p[name]) != p[name] or p[name] < 1:
-                raise AttackParamError(f"tue: {name} must be a positive integer, got {p[name]!r}")
-            p[name] = int(p[name])
-        if not 0 < eps_to_pixels(p["eps"]) <= 127 or p["step_size"] <= 0:
-            raise AttackParamError(f"tue: eps must be in (0, 127/255] and step_size > 0, got eps={p['eps']}, "
-                                   f"step_size={p['step_size']}")
-        return p
+        return scaled_params(spec, BUDGETS, INTS)
 
     def generate(self, spec: AttackSpec, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, *,
                  device: torch.device | str = "cpu", workdir: str | os.PathLike | None = None,

@@ -67,15 +67,17 @@ INTS = ("pgd_steps", "train_steps", "batch_size", "max_rounds", "restarts", "sur
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def scaled_params(spec: AttackSpec, budgets: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+def scaled_params(spec: AttackSpec, budgets: dict[str, dict[str, dict[str, Any]]],
+                  ints: tuple[str, ...] = INTS) -> dict[str, Any]:
     """The budget of `spec.attack` at `spec.scale` with `spec.params` over it; unknown names (or an unknown
-    scale) raise AttackParamError listing the valid ones; checks the values' ranges."""
+    scale) raise AttackParamError listing the valid ones; checks the values' ranges (`ints`: the parameters
+    that must be positive integers)."""
     if spec.scale not in budgets:
         raise AttackParamError(f"{spec.attack}: no budget for scale {spec.scale!r}; scales: {sorted(budgets)}")
     p = params(spec, budgets[spec.scale][spec.attack])
     if spec.algorithm not in (None, "supervised"):
         raise AttackParamError(f"{spec.attack}: the surrogate is supervised, not {spec.algorithm!r}")
-    for name in INTS:
+    for name in ints:
         if name in p:
             if int(p[name]) != p[name] or p[name] < 1:
                 raise AttackParamError(f"{spec.attack}: {name} must be a positive integer, got {p[name]!r}")
